@@ -1,0 +1,28 @@
+"""Fit a MEDS tile or one chunk of it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .common import add_log_level, not_implemented, run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Fit a MEDS tile or one chunk of it (not implemented yet).")
+    add_log_level(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    build_parser().parse_args(argv)
+    return not_implemented("ngmixit")
+
+
+def entry() -> None:
+    sys.exit(run_cli(main))
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="megamixer",
+    version="0.1.0",
+    description="Chunked multi-epoch galaxy shape and flux fitting for imaging surveys",
+    packages=find_packages(include=["pipeline", "pipeline.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "numpy>=1.23",
+        "scipy>=1.9",
+        "numba>=0.57",
+        "fitsio>=1.2",
+        "pyyaml>=6.0",
+        "galsim>=2.4",
+        "matplotlib>=3.6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "dask": ["dask>=2023.1", "distributed>=2023.1", "dask-jobqueue>=0.8"],
+        "test": ["pytest>=7"],
+    },
+    entry_points={
+        "console_scripts": [
+            "ngmixit=pipeline.cli.ngmixit:entry",
+            "megamixit=pipeline.cli.megamixit:entry",
+            "ngmixer-meds-make-nbrs-data=pipeline.cli.nbrs:entry",
+            "ngmixer-sim=pipeline.cli.sim:entry",
+            "ngmixer-meds-mof-nbrs-correct=pipeline.cli.mof_correct:entry",
+        ],
+    },
+    include_package_data=True,
+)
