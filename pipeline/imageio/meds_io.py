@@ -1,0 +1,229 @@
+"""ImageIO for one MEDS file per band (same objects, same order)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputFileError
+from ..gmix import flags as F
+from ..gmix.jacobian import Jacobian
+from ..gmix.observation import MultiBandObsList, Observation, ObsList
+from ..meds import MEDS
+from ..meds.regions import reject_outliers
+from .base import EPOCH_DTYPE, FitObject, ImageIO
+from .groups import groups_from_fofs
+
+logger = logging.getLogger(__name__)
+
+# PSF stamps carry no weight map; a uniform weight at 1e-3 of the peak keeps
+# the fit well conditioned without pretending the model is perfect.
+PSF_REL_NOISE = 1.0e-3
+
+
+class MedsImageIO(ImageIO):
+    """Yield FoF groups of objects with observations read from MEDS files.
+
+    conf: the validated fit config (see ``pipeline.fitconfig``).
+    fofs: FoF table (``fofid``, ``number``) or None for one object per group.
+    obj_flags: table (``id``, ``flags``) of objects to skip, or None.
+    """
+
+    def __init__(self, meds_paths: Sequence[str], conf: dict,
+                 fofs: np.ndarray | None = None, fof_source: str = "fof file",
+                 obj_flags: np.ndarray | None = None):
+        if not meds_paths:
+            raise InputFileError("<command line>", "no MEDS files given")
+        self.paths = [os.fspath(p) for p in meds_paths]
+        self.conf = conf
+        self.nband = len(self.paths)
+        self.meds = [MEDS(p) for p in self.paths]
+        self._check_consistent()
+        cat = self.meds[0]
+        self._cat = cat.get_cat()
+        self._numbers = (np.asarray(self._cat["number"]) if "number" in self._cat.dtype.names
+                         else np.arange(1, cat.size + 1))
+        self._order, self._starts, self._fofids = groups_from_fofs(
+            self._numbers, fofs, fof_source)
+        self._skip = self._read_obj_flags(obj_flags)
+        self._image_info = [m.get_image_info() for m in self.meds]
+
+    # -- structure -------------------------------------------------------
+    def _check_consistent(self) -> None:
+        ref = self.meds[0]
+        for path, m in zip(self.paths[1:], self.meds[1:]):
+            if m.size != ref.size:
+                raise InputFileError(path, f"has {m.size} objects but {self.paths[0]} "
+                                           f"has {ref.size}: band files must match")
+            if not np.array_equal(m["id"], ref["id"]):
+                raise InputFileError(path, f"object ids differ from {self.paths[0]}")
+
+    def _read_obj_flags(self, obj_flags: np.ndarray | None) -> dict:
+        if obj_flags is None:
+            return {}
+        return {int(i): int(f) for i, f in zip(obj_flags["id"], obj_flags["flags"]) if f != 0}
+
+    @property
+    def ngroups(self) -> int:
+        return len(self._fofids)
+
+    def group_indices(self, igroup: int) -> np.ndarray:
+        return self._order[self._starts[igroup]:self._starts[igroup + 1]]
+
+    def group_id(self, igroup: int) -> int:
+        return int(self._fofids[igroup])
+
+    def get_group(self, igroup: int) -> list[FitObject]:
+        fofid = self.group_id(igroup)
+        return [self.get_object(int(i), fofid) for i in self.group_indices(igroup)]
+
+    def object_table(self) -> np.ndarray:
+        return self._cat
+
+    def meta_data(self) -> dict:
+        metas = []
+        for m in self.meds:
+            meta = m.get_meta()
+            metas.append(meta)
+        return {"meds_files": self.paths, "meds_meta": metas}
+
+    def close(self) -> None:
+        for m in self.meds:
+            m.close()
+
+    # -- objects ---------------------------------------------------------
+    def get_object(self, index: int, fofid: int) -> FitObject:
+        cat = self._cat
+        obj = FitObject(
+            index=index, id=int(cat["id"][index]), number=int(self._numbers[index]),
+            fofid=fofid, ra=float(cat["ra"][index]), dec=float(cat["dec"][index]),
+            box_size=int(cat["box_size"][index]), nband=self.nband,
+            nimage_tot=np.zeros(self.nband, "i4"), nimage_use=np.zeros(self.nband, "i4"),
+        )
+        if obj.id in self._skip:
+            obj.obj_flags |= F.BAD_OBJ
+            obj.extra["input_flags"] = self._skip[obj.id]
+            return obj
+        if self.conf.get("propagate_star_flags") and "flags" in cat.dtype.names:
+            obj.extra["input_flags"] = int(cat["flags"][index])
+        if obj.box_size > self.conf["max_box_size"]:
+            obj.obj_flags |= F.BOX_SIZE_TOO_BIG
+            return obj
+
+        mbobs = MultiBandObsList()
+        epoch_rows = []
+        nmasked = npix_total = 0
+        for band, m in enumerate(self.meds):
+            obslist, rows, band_tot, masked, npix = self._band_observations(m, band, obj)
+            obj.nimage_tot[band] = band_tot
+            obj.nimage_use[band] = len(obslist)
+            nmasked += masked
+            npix_total += npix
+            mbobs.append(obslist)
+            epoch_rows.extend(rows)
+        obj.mask_frac = nmasked / npix_total if npix_total else 1.0
+        if obj.nimage_tot.sum() == 0:
+            obj.obj_flags |= F.NO_CUTOUTS
+        elif np.any(obj.nimage_use == 0):
+            obj.obj_flags |= F.IMAGE_FLAGS
+        else:
+            obj.mbobs = mbobs
+        obj.epochs = np.array(epoch_rows, dtype=EPOCH_DTYPE)
+        return obj
+
+    def _wanted_cutouts(self, m: MEDS, index: int) -> list[int]:
+        ncut = int(m["ncutout"][index])
+        first = 0 if self.conf["fit_coadd_galaxy"] else 1
+        last = ncut if self.conf["fit_me_galaxy"] else min(ncut, 1)
+        return list(range(first, last))
+
+    def _weight(self, m: MEDS, index: int, icut: int) -> np.ndarray:
+        region = self.conf["region"]
+        if region in ("uberseg", "cweight-nearest") and m.has_cutout_type("seg"):
+            return m.get_uberseg(index, icut)
+        if region == "cweight" and m.has_cutout_type("seg"):
+            return m.get_cweight_cutout(index, icut)
+        return m.get_cutout(index, icut, type="weight")
+
+    def _band_observations(self, m: MEDS, band: int, obj: FitObject):
+        """Build the band's ObsList; returns (obslist, epoch rows, ntot, nmasked, npix)."""
+        conf = self.conf
+        index = obj.index
+        info = self._image_info[band]
+        cutouts = self._wanted_cutouts(m, index)
+        ntot = len(cutouts)
+        images, weights, kept = [], [], []
+        for icut in cutouts:
+            file_id = int(m["file_id"][index, icut])
+            if conf["image_flags2check"] and int(info["image_flags"][file_id]) & conf["image_flags2check"]:
+                continue
+            scale = float(info["scale"][file_id]) if "scale" in info.dtype.names else 1.0
+            if not np.isfinite(scale) or scale <= 0:
+                scale = 1.0
+            image = m.get_cutout(index, icut, type="image").astype("f8") * scale
+            weight = self._weight(m, index, icut).astype("f8") / scale ** 2
+            if m.has_cutout_type("bmask"):
+                bmask = m.get_cutout(index, icut, type="bmask")
+                weight[(bmask & conf["bmask_flags2check"]) != 0] = 0.0
+            weight[weight < conf["min_weight"]] = 0.0
+            weight[~np.isfinite(image)] = 0.0
+            images.append(image)
+            weights.append(weight)
+            kept.append(icut)
+
+        if conf["reject_outliers"] and len(images) >= 3:
+            reject_outliers(images, weights)
+
+        obslist = ObsList()
+        rows = []
+        nmasked = npix = 0
+        for icut, image, weight in zip(kept, images, weights):
+            zero_frac = float(np.mean(weight <= 0))
+            nmasked += int(np.sum(weight <= 0))
+            npix += weight.size
+            if zero_frac > conf["max_zero_weight_frac"]:
+                continue
+            obs = self._make_obs(m, index, icut, image, weight, band)
+            if obs is None:
+                continue
+            obslist.append(obs)
+            jac = obs.jacobian
+            rows.append((obj.id, obj.number, band, icut, m["orig_row"][index, icut],
+                         m["orig_col"][index, icut], m["file_id"][index, icut],
+                         jac.get_scale(), int(np.sum(weight > 0)), float(weight.sum()),
+                         float(weight.max())))
+        return obslist, rows, ntot, nmasked, npix
+
+    @staticmethod
+    def _psf_center(m: MEDS, index: int, icut: int, shape: tuple) -> tuple[float, float]:
+        names = m.get_cat().dtype.names
+        if "psf_cutout_row" in names and "psf_cutout_col" in names:
+            return float(m["psf_cutout_row"][index, icut]), float(m["psf_cutout_col"][index, icut])
+        return (shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0
+
+    def _make_obs(self, m: MEDS, index: int, icut: int, image: np.ndarray,
+                  weight: np.ndarray, band: int) -> Observation | None:
+        jd = m.get_jacobian(index, icut)
+        jac = Jacobian(row=jd["row0"], col=jd["col0"], dudrow=jd["dudrow"],
+                       dudcol=jd["dudcol"], dvdrow=jd["dvdrow"], dvdcol=jd["dvdcol"])
+        meta = {"band": band, "cutout_index": icut, "file_id": int(m["file_id"][index, icut]),
+                "orig_row": float(m["orig_row"][index, icut]),
+                "orig_col": float(m["orig_col"][index, icut]),
+                "orig_start_row": int(m["orig_start_row"][index, icut]),
+                "orig_start_col": int(m["orig_start_col"][index, icut])}
+        psf_obs = None
+        if m.has_psf():
+            psf_im = m.get_psf(index, icut).astype("f8")
+            prow, pcol = self._psf_center(m, index, icut, psf_im.shape)
+            pjac = Jacobian(row=prow, col=pcol, dudrow=jd["dudrow"], dudcol=jd["dudcol"],
+                            dvdrow=jd["dvdrow"], dvdcol=jd["dvdcol"])
+            peak = float(np.nanmax(np.abs(psf_im))) if psf_im.size else 0.0
+            noise = PSF_REL_NOISE * peak if peak > 0 else 1.0
+            psf_obs = Observation(psf_im, weight=np.full(psf_im.shape, 1.0 / noise ** 2),
+                                  jacobian=pjac)
+        if m.has_cutout_type("seg"):
+            meta["seg"] = m.get_cutout(index, icut, type="seg")
+        return Observation(image, weight=weight, jacobian=jac, psf=psf_obs, meta=meta)

@@ -1,0 +1,263 @@
+"""``megamixit collate``: one catalogue per tile from its chunk files.
+
+Chunk tables are read whole with fitsio and joined with numpy (no per-row
+Python). The result is put in MEDS object order (chunks hold whole FoF groups,
+which need not be contiguous in the MEDS file), so the catalogue does not
+depend on the chunking. Every object of the tile must appear exactly once.
+Derived columns, per model M with ``M_flux``:
+``M_mag = magzp_ref - 2.5 log10(M_flux)`` (-9999 where flux <= 0),
+``M_flux_s2n = M_flux / M_flux_err``, ``M_T_s2n = M_T / M_T_err`` (-9999 where
+undefined), and ``psf_mag`` from ``psf_flux``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import fitsio
+import numpy as np
+
+from ..errors import InputFileError, PipelineError
+from ..fileio import atomic_path
+from .layout import RunLayout
+from .medsinfo import meds_ids, meds_magzp_ref
+from .tilerecord import TileRecord
+
+logger = logging.getLogger(__name__)
+
+DEFAULT = -9999.0
+DEFAULT_ERR = 9999.0
+MAX_NAMED = 10
+
+
+@dataclass
+class ChunkTables:
+    first: int
+    last: int
+    model: np.ndarray
+    epoch: np.ndarray | None
+    meta: np.ndarray | None
+
+
+@dataclass
+class CollateSummary:
+    tile: str
+    path: Path
+    nobj: int
+    nchunks: int
+    nskipped: int
+    nmissing_obj: int
+    nflagged: int
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _name_list(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_NAMED])
+    more = len(items) - MAX_NAMED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def read_chunk(path: Path, want_meta: bool) -> tuple[np.ndarray, np.ndarray | None,
+                                                     np.ndarray | None]:
+    """``(model_fits, epoch_data or None, meta_data or None)`` of a chunk file."""
+    with fitsio.FITS(str(path)) as fits:
+        if "model_fits" not in fits:
+            raise ValueError("no model_fits extension")
+        model = fits["model_fits"].read()
+        epoch = fits["epoch_data"].read() if "epoch_data" in fits else None
+        meta = fits["meta_data"].read() if (want_meta and "meta_data" in fits) else None
+    if model is None or model.dtype.names is None or "id" not in model.dtype.names:
+        raise ValueError("model_fits has no 'id' column")
+    return model, epoch, meta
+
+
+def read_chunks(layout: RunLayout, rec: TileRecord) -> tuple[list[ChunkTables], list[str]]:
+    """Readable chunks in chunk order, and one problem line per bad chunk."""
+    good: list[ChunkTables] = []
+    bad: list[str] = []
+    for first, last in rec.ranges:
+        path = layout.chunk_file(rec.tile, first, last)
+        name = layout.chunk_rel(rec.tile, first, last)
+        if not path.exists():
+            bad.append(f"{name} (missing)")
+            continue
+        try:
+            model, epoch, meta = read_chunk(path, want_meta=not good)
+        except Exception as err:  # any unreadable file is reported, never half-used
+            bad.append(f"{name} (unreadable: {_first_line(err)})")
+            continue
+        good.append(ChunkTables(int(first), int(last), model, epoch, meta))
+    return good, bad
+
+
+def _concat(tables: list[np.ndarray], names: list[str], what: str) -> np.ndarray:
+    dtype = tables[0].dtype
+    for tab, name in zip(tables, names):
+        if tab.dtype != dtype:
+            raise PipelineError(f"{name}: {what} columns differ from {names[0]}")
+    return np.concatenate(tables)
+
+
+def _zeropoints(meta: np.ndarray | None, rec: TileRecord, run_dir: Path) -> np.ndarray | None:
+    """magzp_ref per band: from meta_data, else the MEDS metadata; None if unknown."""
+    nband = len(rec.bands)
+    if meta is not None and meta.dtype.names and "magzp_ref" in meta.dtype.names:
+        zp = np.ravel(np.asarray(meta["magzp_ref"][0], dtype=np.float64))
+        if zp.size == nband:
+            return zp
+        if zp.size == 1:
+            return np.full(nband, zp[0])
+    try:
+        zps = [meds_magzp_ref(p) for p in rec.meds_paths(run_dir)]
+    except InputFileError as err:
+        logger.warning("tile %s: no magzp_ref (%s); magnitudes not added", rec.tile, err)
+        return None
+    if any(z is None for z in zps):
+        logger.warning("tile %s: no magzp_ref in meta_data or MEDS metadata; "
+                       "magnitudes not added", rec.tile)
+        return None
+    return np.asarray(zps, dtype=np.float64)
+
+
+def _mag(flux: np.ndarray, zp: np.ndarray) -> np.ndarray:
+    f2 = flux.reshape(flux.shape[0], -1).astype(np.float64)
+    ok = f2 > 0
+    mag = np.where(ok, zp[: f2.shape[1]] - 2.5 * np.log10(np.where(ok, f2, 1.0)), DEFAULT)
+    return mag.reshape(flux.shape)
+
+
+def _ratio(val: np.ndarray, err: np.ndarray) -> np.ndarray:
+    val = val.astype(np.float64)
+    err = err.astype(np.float64)
+    ok = (err > 0) & (err != DEFAULT_ERR) & (val != DEFAULT)
+    return np.where(ok, val / np.where(ok, err, 1.0), DEFAULT)
+
+
+def derived_columns(model: np.ndarray, zp: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Magnitude and s2n columns to add (see module docstring)."""
+    names = model.dtype.names
+    out: dict[str, np.ndarray] = {}
+    if zp is not None and "psf_flux" in names:
+        out["psf_mag"] = _mag(model["psf_flux"], zp)
+    models = [n[:-5] for n in names if n.endswith("_flux") and n != "psf_flux"]
+    for m in models:
+        flux = model[f"{m}_flux"]
+        if zp is not None and f"{m}_mag" not in names:
+            out[f"{m}_mag"] = _mag(flux, zp)
+        err_name = f"{m}_flux_err"
+        if err_name in names and model[err_name].shape == flux.shape:
+            out[f"{m}_flux_s2n"] = _ratio(flux, model[err_name])
+        if f"{m}_T" in names and f"{m}_T_err" in names:
+            out[f"{m}_T_s2n"] = _ratio(model[f"{m}_T"], model[f"{m}_T_err"])
+    return {k: v for k, v in out.items() if k not in names}
+
+
+def add_columns(table: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:
+    """A copy of ``table`` with extra columns (one copy per column, not per row)."""
+    descr = [(n, table.dtype[n]) for n in table.dtype.names]
+    descr += [(n, v.dtype, v.shape[1:]) for n, v in cols.items()]
+    out = np.empty(table.size, dtype=descr)
+    for n in table.dtype.names:
+        out[n] = table[n]
+    for n, v in cols.items():
+        out[n] = v
+    return out
+
+
+def _object_positions(ids: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Position of each id in ``expected`` (-1 when absent)."""
+    if expected.size == 0:
+        return np.full(ids.size, -1, dtype=np.int64)
+    order = np.argsort(expected, kind="stable")
+    idx = np.clip(np.searchsorted(expected, ids, sorter=order), 0, expected.size - 1)
+    pos = order[idx]
+    return np.where(expected[pos] == ids, pos, -1)
+
+
+def check_objects(rec: TileRecord, ids: np.ndarray, expected: np.ndarray | None,
+                  allow_missing: bool) -> tuple[np.ndarray | None, int]:
+    """Each object exactly once: returns (MEDS position per row or None, n missing)."""
+    uniq, counts = np.unique(ids, return_counts=True)
+    dup = uniq[counts > 1]
+    if dup.size:
+        raise PipelineError(f"tile {rec.tile}: {dup.size} object id(s) appear more than once "
+                            f"in the chunk files: {_name_list([str(i) for i in dup])}")
+    if expected is None:
+        nmiss = rec.nobj - ids.size
+        if nmiss and not allow_missing:
+            raise PipelineError(f"tile {rec.tile}: {ids.size} objects in the chunk files, "
+                                f"{rec.nobj} expected")
+        return None, max(nmiss, 0)
+    pos = _object_positions(ids, expected)
+    unknown = ids[pos < 0]
+    if unknown.size:
+        raise PipelineError(f"tile {rec.tile}: {unknown.size} id(s) in the chunk files are "
+                            f"not in the MEDS file: {_name_list([str(i) for i in unknown])}")
+    seen = np.zeros(expected.size, dtype=bool)
+    seen[pos] = True
+    missing = expected[~seen]
+    if missing.size and not allow_missing:
+        raise PipelineError(f"tile {rec.tile}: {missing.size} object(s) missing from the chunk "
+                            f"files: ids {_name_list([str(i) for i in missing])}")
+    return pos, int(missing.size)
+
+
+def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
+                 ) -> CollateSummary:
+    """Collate one tile into ``<tile>/<tile>-<run>.fits`` (atomically)."""
+    chunks, bad = read_chunks(layout, rec)
+    nchunk = len(rec.chunks)
+    if not chunks:
+        raise PipelineError(f"tile {rec.tile}: no chunk output yet (0 of {nchunk} chunks done; "
+                            f"run 'megamixit run' first)")
+    if bad and not skip_errors:
+        raise PipelineError(f"tile {rec.tile}: {len(bad)} of {nchunk} chunk(s) missing or "
+                            f"unreadable: {_name_list(bad)} (--skip-errors collates the rest)")
+    for line in bad:
+        logger.warning("tile %s: skipping %s", rec.tile, line)
+    names = [layout.chunk_rel(rec.tile, c.first, c.last) for c in chunks]
+    model = _concat([c.model for c in chunks], names, "model_fits")
+    epochs = [c.epoch for c in chunks if c.epoch is not None and c.epoch.size]
+    enames = [n for c, n in zip(chunks, names) if c.epoch is not None and c.epoch.size]
+    epoch = _concat(epochs, enames, "epoch_data") if epochs else None
+
+    try:
+        expected = meds_ids(rec.meds_paths(layout.run_dir)[0])
+        if np.unique(expected).size != expected.size:
+            logger.warning("tile %s: MEDS ids not unique; checking counts only", rec.tile)
+            expected = None
+    except InputFileError as err:
+        logger.warning("tile %s: cannot read MEDS ids (%s); checking counts only", rec.tile, err)
+        expected = None
+    ids = np.asarray(model["id"], dtype=np.int64)
+    pos, nmiss = check_objects(rec, ids, expected, allow_missing=skip_errors)
+
+    if pos is not None:
+        # MEDS order; epochs follow their object, keeping their order within it
+        model = model[np.argsort(pos, kind="stable")]
+        if epoch is not None and "id" in epoch.dtype.names:
+            epos = _object_positions(np.asarray(epoch["id"], dtype=np.int64), expected)
+            epoch = epoch[np.argsort(epos, kind="stable")]
+
+    meta = chunks[0].meta
+    zp = _zeropoints(meta, rec, layout.run_dir)
+    model = add_columns(model, derived_columns(model, zp))
+
+    out = layout.collated(rec.tile)
+    with atomic_path(out) as tmp:
+        with fitsio.FITS(tmp, "rw", clobber=True) as fits:
+            fits.write(model, extname="model_fits")
+            if epoch is not None:
+                fits.write(epoch, extname="epoch_data")
+            if meta is not None:
+                fits.write(meta, extname="meta_data")
+    nflag = int(np.count_nonzero(model["flags"])) if "flags" in model.dtype.names else 0
+    logger.info("tile %s: collated %d objects from %d chunks into %s", rec.tile, model.size,
+                len(chunks), out)
+    return CollateSummary(rec.tile, out, int(model.size), nchunk, len(bad), nmiss, nflag)

@@ -1,0 +1,81 @@
+"""The tiles file: one tile per line.
+
+A line holding only a name takes its MEDS files from the run config's
+``meds_pattern``; a line ``NAME FILE_BAND0 FILE_BAND1 ...`` names them
+(relative paths resolve against the tiles file's folder). ``#`` starts a
+comment; blank lines are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputFileError
+from .runconfig import RunConfig
+
+
+@dataclass
+class Tile:
+    name: str
+    meds: list[Path]
+    line: int
+
+
+def read_tiles(path: str | os.PathLike, conf: RunConfig, check_files: bool = True) -> list[Tile]:
+    """Parse a tiles file; with ``check_files``, every MEDS file must exist."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise InputFileError(path, f"cannot read tiles file: {err.strerror}") from None
+    tiles: list[Tile] = []
+    seen: dict[str, int] = {}
+    nband = len(conf.bands)
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        name = words[0]
+        if "/" in name or name in (".", ".."):
+            raise InputFileError(path, f"line {lineno}: bad tile name {name!r}")
+        if name in seen:
+            raise InputFileError(path, f"line {lineno}: duplicate tile '{name}' "
+                                       f"(first on line {seen[name]})")
+        seen[name] = lineno
+        if len(words) == 1:
+            meds = conf.meds_paths(name)
+        elif len(words) - 1 == nband:
+            meds = [p if p.is_absolute() else (path.parent / p).absolute()
+                    for p in map(Path, words[1:])]
+        else:
+            raise InputFileError(path, f"line {lineno}: tile '{name}' lists {len(words) - 1} "
+                                       f"MEDS files for {nband} bands "
+                                       f"({', '.join(conf.bands)})")
+        tiles.append(Tile(name, meds, lineno))
+    if not tiles:
+        raise InputFileError(path, "no tiles listed")
+    if check_files:
+        check_meds(tiles, conf, path)
+    return tiles
+
+
+def check_meds(tiles: list[Tile], conf: RunConfig, source: str | os.PathLike) -> None:
+    """Every MEDS file of ``tiles`` must exist (one-line error naming the first missing)."""
+    for tile in tiles:
+        for band, meds in zip(conf.bands, tile.meds):
+            if not meds.is_file():
+                raise InputFileError(meds, f"MEDS file of tile '{tile.name}' band "
+                                           f"'{band}' not found ({source}, line {tile.line})")
+
+
+def select_tiles(tiles: list[Tile], names: list[str] | None, source: str) -> list[Tile]:
+    """Restrict to ``names`` (from ``--tile``), in tiles-file order."""
+    if not names:
+        return tiles
+    known = {t.name for t in tiles}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InputFileError(source, f"tile(s) not listed: {', '.join(unknown)}")
+    return [t for t in tiles if t.name in set(names)]

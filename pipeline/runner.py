@@ -1,0 +1,286 @@
+"""The ngmixit driver: fit a range of FoF groups and write one output file.
+
+Reproducibility: every object gets its own random stream seeded from
+``(seed, object id)``, so an object's result does not depend on which chunk
+fitted it or what was fitted before it; chunked runs concatenate to exactly
+the single-run catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+import yaml
+
+from .errors import InputFileError, PipelineError
+from .fitconfig import load_fit_config
+from .fitters.base import get_fitter
+from .gmix import flags as F
+from .imageio.base import EPOCH_DTYPE
+from .imageio.meds_io import MedsImageIO
+from .output import (base_dtype, make_meta_table, new_rows, read_checkpoint,
+                     write_checkpoint, write_fit_output)
+from .tables import read_table
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """Everything ``ngmixit`` takes besides the config, output and MEDS paths."""
+
+    fof_range: tuple[int, int] | None = None
+    fof_file: str | None = None
+    nbrs_file: str | None = None
+    mof_file: str | None = None
+    obj_flags_file: str | None = None
+    seed: int | None = None
+    work_dir: str | None = None
+    checkpoint_seconds: float | None = None
+    make_plots: bool = False
+    progress: bool | None = None
+    diagnostics: list = field(default_factory=list)
+
+
+def object_rng(seed: int, object_id: int) -> np.random.Generator:
+    """The random stream of one object: a function of the run seed and its id only."""
+    return np.random.default_rng(np.random.SeedSequence([seed, int(object_id) % 2**63]))
+
+
+def checkpoint_path(out_path: str) -> str:
+    base = out_path[:-5] if out_path.endswith(".fits") else out_path
+    return f"{base}-checkpoint.fits"
+
+
+def diagnostics_path(out_path: str) -> str:
+    base = out_path[:-5] if out_path.endswith(".fits") else out_path
+    return f"{base}-diagnostics.jsonl"
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """Parse ``a,b`` (inclusive, 0-based)."""
+    try:
+        first, last = (int(v) for v in text.split(","))
+    except ValueError:
+        raise PipelineError(f"--fof-range: expected 'first,last' integers, got {text!r}") from None
+    if first < 0 or last < first:
+        raise PipelineError(f"--fof-range: invalid range {text!r} (need 0 <= first <= last)")
+    return first, last
+
+
+class Run:
+    """One ngmixit invocation."""
+
+    def __init__(self, config_path: str, out_path: str, meds_paths: list[str],
+                 opts: RunOptions):
+        self.config_path = config_path
+        self.out_path = out_path
+        self.meds_paths = list(meds_paths)
+        self.opts = opts
+        self.conf = load_fit_config(config_path)
+        for path in self.meds_paths:
+            if not os.path.exists(path):
+                raise InputFileError(path, "MEDS file not found")
+        seed = opts.seed if opts.seed is not None else self.conf["global_seed"]
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % 2**31)
+            logger.warning("no --seed given: using random seed %d (rerun with it to "
+                           "reproduce)", seed)
+        self.seed = int(seed)
+        fofs = read_table(opts.fof_file, ("fofid", "number")) if opts.fof_file else None
+        obj_flags = (read_table(opts.obj_flags_file, ("id", "flags"))
+                     if opts.obj_flags_file else None)
+        self.io = MedsImageIO(self.meds_paths, self.conf, fofs=fofs,
+                              fof_source=opts.fof_file or "fof file", obj_flags=obj_flags)
+        self.nband = self.io.nband
+        ngroups = self.io.ngroups
+        if opts.fof_range is None:
+            self.first, self.last = 0, ngroups - 1
+        else:
+            self.first, self.last = opts.fof_range
+            if self.last >= ngroups:
+                raise InputFileError(opts.fof_file or self.meds_paths[0],
+                                     f"--fof-range {self.first},{self.last} is outside the "
+                                     f"{ngroups} groups (0..{ngroups - 1})")
+        self.fitter = get_fitter(self.conf, self.nband)
+        self.fitter.setup(self)
+        self.model_dtype = np.dtype(base_dtype(self.nband) + self.fitter.model_dtype())
+        self.epoch_dtype = np.dtype(EPOCH_DTYPE + self.fitter.epoch_dtype())
+        self.diagnostics: list[dict] = []
+
+    # -- state -------------------------------------------------------------
+    def _state_key(self) -> dict:
+        return {"range": [self.first, self.last], "seed": self.seed,
+                "meds": [os.path.abspath(p) for p in self.meds_paths],
+                "config": yaml.safe_dump(self.conf, sort_keys=True)}
+
+    def _resume(self, ckpt: str):
+        if not os.path.exists(ckpt):
+            return [], [], self.first
+        model_fits, epoch_data, state = read_checkpoint(ckpt)
+        if state.get("key") != self._state_key():
+            logger.warning("ignoring checkpoint %s: it belongs to a different run", ckpt)
+            return [], [], self.first
+        self.diagnostics = state.get("diagnostics", [])
+        nxt = int(state["next_group"])
+        logger.info("resuming from checkpoint %s at group %d (%d objects done)",
+                    ckpt, nxt, len(model_fits))
+        epochs = [epoch_data] if epoch_data is not None and len(epoch_data) else []
+        return [model_fits.astype(self.model_dtype)], [e.astype(self.epoch_dtype) for e in epochs], nxt
+
+    # -- fitting -----------------------------------------------------------
+    def fit_group(self, igroup: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read and fit one FoF group; failures become flags and diagnostics."""
+        fofid = self.io.group_id(igroup)
+        indices = self.io.group_indices(igroup)
+        objects = []
+        for index in indices:
+            try:
+                objects.append(self.io.get_object(int(index), fofid))
+            except PipelineError:
+                raise
+            except Exception as err:  # noqa: BLE001 - one bad object must not stop the run
+                objects.append(self._failed_read(int(index), fofid, err))
+        rows = new_rows(self.model_dtype, len(objects))
+        epoch_rows = []
+        for i, obj in enumerate(objects):
+            self._fill_base(rows[i], obj, i)
+            erows = new_rows(self.epoch_dtype, 0 if obj.epochs is None else len(obj.epochs))
+            if obj.epochs is not None:
+                for name in obj.epochs.dtype.names:
+                    erows[name] = obj.epochs[name]
+            epoch_rows.append(erows)
+        rngs = [object_rng(self.seed, obj.id) for obj in objects]
+        start = time.perf_counter()
+        self.fitter.fit_group(objects, rngs, rows, epoch_rows, self.diagnostics)
+        elapsed = time.perf_counter() - start
+        for row, obj in zip(rows, objects):
+            row["time_last_fit"] = elapsed / max(1, len(objects))
+            if obj.mbobs is None:
+                row["flags"] |= obj.obj_flags or F.NO_ATTEMPT
+        self._last_objects = objects
+        epochs = np.concatenate(epoch_rows) if epoch_rows else new_rows(self.epoch_dtype, 0)
+        return rows, epochs
+
+    def _failed_read(self, index: int, fofid: int, err: Exception):
+        from .imageio.base import FitObject
+        cat = self.io.object_table()
+        obj = FitObject(index=index, id=int(cat["id"][index]), number=int(cat["number"][index]),
+                        fofid=fofid, ra=float(cat["ra"][index]), dec=float(cat["dec"][index]),
+                        box_size=int(cat["box_size"][index]), nband=self.nband,
+                        obj_flags=F.UTTER_FAILURE,
+                        nimage_tot=np.zeros(self.nband, "i4"),
+                        nimage_use=np.zeros(self.nband, "i4"))
+        self.diagnostics.append(diagnostic(obj, "read", err))
+        logger.warning("object id=%d: reading failed: %s", obj.id, err)
+        return obj
+
+    def _fill_base(self, row: np.ndarray, obj, fofind: int) -> None:
+        for name in ("id", "number", "ra", "dec", "fofid", "box_size", "nimage_tot",
+                     "nimage_use", "mask_frac", "obj_flags"):
+            row[name] = getattr(obj, name)
+        row["fofind"] = fofind
+        row["flags"] = 0
+
+    # -- driver ------------------------------------------------------------
+    def execute(self) -> str:
+        """Fit the range, checkpointing, and write the output atomically."""
+        opts = self.opts
+        final = os.path.abspath(self.out_path)
+        work_out = final
+        if opts.work_dir:
+            os.makedirs(opts.work_dir, exist_ok=True)
+            work_out = os.path.join(opts.work_dir, os.path.basename(final))
+        ckpt = checkpoint_path(final)
+        interval = (opts.checkpoint_seconds if opts.checkpoint_seconds is not None
+                    else self.conf["checkpoint_seconds"])
+        models, epochs, start_group = self._resume(ckpt)
+        ngroup = self.last - start_group + 1
+        logger.info("fitting groups %d..%d of %d (%s fitter, seed %d)", start_group, self.last,
+                    self.io.ngroups, self.fitter.name, self.seed)
+        last_ckpt = time.monotonic()
+        t0 = time.monotonic()
+        for igroup in progress(range(start_group, self.last + 1), opts.progress, ngroup):
+            rows, erows = self.fit_group(igroup)
+            models.append(rows)
+            epochs.append(erows)
+            if opts.make_plots:
+                self._plots(igroup)
+            if igroup < self.last and time.monotonic() - last_ckpt >= interval:
+                self._checkpoint(ckpt, models, epochs, igroup + 1)
+                last_ckpt = time.monotonic()
+        model_fits = (np.concatenate(models) if models else new_rows(self.model_dtype, 0))
+        epoch_data = (np.concatenate(epochs) if epochs else new_rows(self.epoch_dtype, 0))
+        meta = make_meta_table(yaml.safe_dump(self.conf, sort_keys=True), self.meds_paths,
+                               self.io.meta_data()["meds_meta"], self.seed,
+                               (self.first, self.last), self.fitter.name)
+        write_fit_output(work_out, model_fits, epoch_data, meta, self.fitter.extra_tables())
+        if work_out != final:
+            os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+            shutil.move(work_out, final + ".moving")
+            os.replace(final + ".moving", final)
+        self._write_diagnostics(final)
+        if os.path.exists(ckpt):
+            os.unlink(ckpt)
+        nok = int(np.sum(model_fits["flags"] == 0))
+        logger.info("wrote %s: %d objects, %d with flags 0, %.1f s", final, len(model_fits),
+                    nok, time.monotonic() - t0)
+        self.io.close()
+        return final
+
+    def _checkpoint(self, ckpt: str, models: list, epochs: list, next_group: int) -> None:
+        state = {"key": self._state_key(), "next_group": next_group,
+                 "diagnostics": self.diagnostics}
+        write_checkpoint(ckpt, np.concatenate(models),
+                         np.concatenate(epochs) if epochs else new_rows(self.epoch_dtype, 0),
+                         state)
+        logger.info("checkpoint written at group %d", next_group)
+
+    def _write_diagnostics(self, final: str) -> None:
+        path = diagnostics_path(final)
+        if not self.diagnostics:
+            if os.path.exists(path):
+                os.unlink(path)
+            return
+        from .fileio import atomic_path
+        with atomic_path(path) as tmp, open(tmp, "w") as fobj:
+            for entry in self.diagnostics:
+                fobj.write(json.dumps(entry) + "\n")
+        logger.warning("%d objects failed with an exception; details in %s",
+                       len(self.diagnostics), path)
+
+    def _plots(self, igroup: int) -> None:
+        from .plots import plot_object_fits
+        outdir = os.path.splitext(os.path.abspath(self.out_path))[0] + "-plots"
+        done = len(os.listdir(outdir)) if os.path.isdir(outdir) else 0
+        for obj in self._last_objects:
+            if done >= self.conf["nplots"]:
+                return
+            if plot_object_fits(obj, outdir):
+                done += 1
+
+
+def diagnostic(obj, stage: str, err: BaseException) -> dict:
+    """A JSON-able record of a failed object."""
+    return {"id": int(obj.id), "number": int(obj.number), "fofid": int(obj.fofid),
+            "stage": stage, "error": f"{type(err).__name__}: {err}",
+            "traceback": "".join(traceback.format_exception(type(err), err,
+                                                            err.__traceback__))}
+
+
+def progress(iterable, enabled: bool | None, total: int):
+    """Wrap with a tqdm bar when stderr is a terminal (or when forced)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+    return tqdm(iterable, total=total, unit="group", file=sys.stderr)
