@@ -27,6 +27,7 @@ setup(
             "ngmixer-meds-make-nbrs-data=pipeline.cli.nbrs:entry",
             "ngmixer-sim=pipeline.cli.sim:entry",
             "ngmixer-meds-mof-nbrs-correct=pipeline.cli.mof_correct:entry",
+            "megamixer-demo=pipeline.demo:entry",
         ],
     },
     include_package_data=True,

@@ -138,8 +138,8 @@ def union_pairs(pair_list: Sequence[tuple[np.ndarray, np.ndarray]], n: int
     """Union of several pair lists over the same ``n`` objects."""
     if not pair_list:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    i = np.concatenate([p[0] for p in pair_list]) if pair_list else np.zeros(0, np.int64)
-    j = np.concatenate([p[1] for p in pair_list]) if pair_list else np.zeros(0, np.int64)
+    i = np.concatenate([p[0] for p in pair_list])
+    j = np.concatenate([p[1] for p in pair_list])
     return canonical_pairs(i, j, n)
 
 

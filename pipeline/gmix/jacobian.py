@@ -29,8 +29,7 @@ class Jacobian:
     @classmethod
     def from_galsim(cls, wcs_local, row: float, col: float) -> "Jacobian":
         """From a galsim local JacobianWCS (x = col, y = row; u = -x_world)."""
-        # galsim: (u_world, v_world) = [[dudx, dudy], [dvdx, dvdy]] . (dx, dy), with
-        # u_world increasing to the west-negative... we follow MEDS/ngmix: u = dudx etc.
+        # galsim: (u, v) = [[dudx, dudy], [dvdx, dvdy]] . (dx, dy) with x = col, y = row
         return cls(row=row, col=col, dudrow=wcs_local.dudy, dudcol=wcs_local.dudx,
                    dvdrow=wcs_local.dvdy, dvdcol=wcs_local.dvdx)
 

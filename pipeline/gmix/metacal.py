@@ -277,3 +277,291 @@ def draw_target_psf(mode: str, shape: tuple[int, int], centre: tuple[float, floa
     ft = ft * np.exp(-1j * (kr[:, None] * centre[0] + kc[None, :] * centre[1]))
     img = np.fft.irfft2(ft, s=(m, m))[:shape[0], :shape[1]]
     return img * flux
+
+
+# --------------------------------------------------------------------------
+# the target (reconvolution) PSF
+# --------------------------------------------------------------------------
+
+def step_shears(step: float) -> dict:
+    return {"noshear": (0.0, 0.0), "1p": (step, 0.0), "1m": (-step, 0.0),
+            "2p": (0.0, step), "2m": (0.0, -step)}
+
+
+def ellip_dilation(irr: float, irc: float, icc: float) -> float:
+    """Size factor (on T) making a round Gaussian cover the PSF's major axis:
+    1 + 2 (sqrt(lambda_max / (T/2)) - 1), capped at 1.1 as metacal does."""
+    T = irr + icc
+    half_diff = math.sqrt(0.25 * (irr - icc) ** 2 + irc * irc)
+    lam = 0.5 * T + half_diff
+    d = 1.0 + 2.0 * (math.sqrt(lam / (0.5 * T)) - 1.0)
+    return min(d, 1.1)
+
+
+def target_psf_pars(mode: str, psf_obs: Any, step: float, rng=None) -> tuple[float, float]:
+    """(sigma^2 per axis of the round Gaussian in arcsec^2, dilation) of the
+    reconvolution PSF; for "dilate" only the dilation 1 + 2 step is used."""
+    from .admom import admom
+    from .psf import fit_psf
+
+    dil = 1.0 + 2.0 * step
+    if mode == "dilate":
+        return 0.0, dil
+    if mode == "fitgauss":
+        tmp = type(psf_obs)(psf_obs.image, weight=psf_obs.weight, jacobian=psf_obs.jacobian)
+        res = fit_psf(tmp, "gauss", ntry=2, rng=rng)
+        if res["flags"] != 0:
+            raise MetacalError("gauss fit to the PSF failed")
+        irr, irc, icc = res["gmix"].get_moments()
+    elif mode == "gauss":
+        am = admom(psf_obs)
+        if am["flags"] != 0:
+            raise MetacalError("adaptive moments of the PSF failed")
+        irr, irc, icc = am["Irr"], am["Irc"], am["Icc"]
+    else:
+        raise MetacalError(f"unknown metacal psf '{mode}' (use {', '.join(PSF_MODES)})")
+    T = irr + icc
+    if not (T > 0) or not np.isfinite(T):
+        raise MetacalError("PSF size is not positive")
+    T_round = T * ellip_dilation(irr, irc, icc)
+    return 0.5 * T_round * dil * dil, dil
+
+
+def _jmat(jac) -> np.ndarray:
+    return np.array([[jac.dvdrow, jac.dvdcol], [jac.dudrow, jac.dudcol]])
+
+
+# --------------------------------------------------------------------------
+# one epoch
+# --------------------------------------------------------------------------
+
+def metacal_epoch(obs: Any, psf: str = "fitgauss", step: float = 0.01,
+                  types=METACAL_TYPES, fixnoise: bool = True, rng=None,
+                  psf_model: str = "gauss", psf_ntry: int = 2) -> dict:
+    """Metacal versions of one Observation: {type: Observation}, each with a PSF
+    Observation (the target PSF image) whose gmix is a ``psf_model`` fit.
+
+    Raises MetacalError (caught by the callers) when the epoch is unusable.
+    """
+    from .observation import Observation
+    from .psf import fit_psf
+
+    if rng is None:
+        rng = np.random.default_rng()
+    psf_obs = obs.psf
+    if psf_obs is None:
+        raise MetacalError("epoch has no PSF observation")
+    if not obs.jacobian.is_valid() or not psf_obs.jacobian.is_valid():
+        raise MetacalError("singular or non-finite Jacobian")
+    image = obs.image
+    weight = obs.weight
+    if not (weight > 0).any():
+        raise MetacalError("no pixel with positive weight")
+    psf_image = psf_obs.image
+    psf_flux = float(psf_image.sum())
+    if not np.isfinite(psf_flux) or psf_flux <= 0:
+        raise MetacalError("PSF image has no positive flux")
+
+    shears = step_shears(step)
+    for t in types:
+        if t not in shears:
+            raise MetacalError(f"unknown metacal type '{t}'")
+    sigma2, dil = target_psf_pars(psf, psf_obs, step, rng=rng)
+
+    square = image.shape[0] == image.shape[1]
+    do_noise = fixnoise and square
+    if fixnoise and not square:
+        logger.warning("fixnoise needs square stamps; skipped for shape %s", image.shape)
+    if do_noise:
+        sig = np.zeros_like(weight)
+        good = weight > 0
+        sig[good] = 1.0 / np.sqrt(weight[good])
+        noise = rng.standard_normal(image.shape) * sig
+        stack = np.stack([image, np.rot90(noise, 1)])
+        new_weight = 0.5 * weight
+    else:
+        stack = image[None]
+        new_weight = weight
+
+    jm = _jmat(obs.jacobian)
+    shearer = EpochShearer(stack, obs.jacobian.get_cen(), jm, psf_image,
+                           psf_obs.jacobian.get_cen())
+    target = draw_target_psf(psf, psf_image.shape, psf_obs.jacobian.get_cen(),
+                             _jmat(psf_obs.jacobian), sigma2, dil, psf_flux, psf_image)
+    tpsf = Observation(target, weight=psf_obs.weight, jacobian=psf_obs.jacobian.copy())
+    pres = fit_psf(tpsf, psf_model, ntry=psf_ntry, rng=rng)
+    if pres["flags"] != 0:
+        raise MetacalError(f"{psf_model} fit to the target PSF failed")
+
+    out = {}
+    for t in types:
+        g1, g2 = shears[t]
+        ims = shearer.sheared(g1, g2, psf, sigma2, dil)
+        new = ims[0] + np.rot90(ims[1], -1) if do_noise else ims[0]
+        p = Observation(target, weight=psf_obs.weight, jacobian=psf_obs.jacobian.copy(),
+                        gmix=pres["gmix"].copy())
+        out[t] = Observation(new, weight=new_weight, jacobian=obs.jacobian.copy(), psf=p,
+                             meta=obs.meta)
+    return out
+
+
+# --------------------------------------------------------------------------
+# whole objects
+# --------------------------------------------------------------------------
+
+def _mirror(template: Any, mb) -> Any:
+    """Give ``mb`` (a MultiBandObsList) the structure of the caller's input."""
+    from .observation import Observation, ObsList
+    if isinstance(template, Observation):
+        return mb[0][0]
+    if isinstance(template, (list, tuple)) and len(template) and isinstance(template[0],
+                                                                           Observation):
+        return mb[0] if isinstance(mb[0], ObsList) else ObsList(mb[0])
+    return mb
+
+
+def make_metacal_obs(obs: Any, psf: str = "fitgauss", step: float = 0.01,
+                     types=METACAL_TYPES, fixnoise: bool = True, rng=None,
+                     psf_model: str = "gauss", drop_bad_epochs: bool = True) -> dict:
+    """{type: observations} with the input's structure (Observation, list of
+    epochs, or list of bands).  Each epoch is processed with its own PSF.
+
+    Unusable epochs are dropped (logged); raises MetacalError if a band is
+    left without epochs (``metacal`` turns that into a flagged result).
+    """
+    from .observation import MultiBandObsList, ObsList, get_mb_obs
+
+    if rng is None:
+        rng = np.random.default_rng()
+    mb = get_mb_obs(obs)
+    per_type = {t: MultiBandObsList() for t in types}
+    for iband, obslist in enumerate(mb):
+        bands = {t: ObsList() for t in types}
+        for iep, ep in enumerate(obslist):
+            try:
+                res = metacal_epoch(ep, psf=psf, step=step, types=types, fixnoise=fixnoise,
+                                    rng=rng, psf_model=psf_model)
+            except MetacalError as err:
+                if not drop_bad_epochs:
+                    raise
+                logger.info("metacal: band %d epoch %d dropped: %s", iband, iep, err)
+                continue
+            for t in types:
+                bands[t].append(res[t])
+        if len(bands[types[0]]) == 0:
+            raise MetacalError(f"band {iband} has no usable epoch")
+        for t in types:
+            per_type[t].append(bands[t])
+    return {t: _mirror(obs, per_type[t]) for t in types}
+
+
+class MetacalResult(dict):
+    """{type: fit result}; ``flags`` attribute is 0 or METACAL_FAILURE, with
+    ``message`` saying why."""
+
+    flags: int = 0
+    message: str = ""
+
+
+def _round_gmix(gmix):
+    """Round version of a mixture: each component keeps its area (det)."""
+    new = gmix.copy()
+    d = new.data
+    s = np.sqrt(d["irr"] * d["icc"] - d["irc"] ** 2)
+    d["irr"] = s
+    d["icc"] = s
+    d["irc"] = 0.0
+    new.set_norms()
+    return new
+
+
+def round_stats(res: dict, mbobs, model: str, **model_kw) -> tuple[float, float]:
+    """(T_r, s2n_r): T of the round model (area kept) and the S/N of the round
+    model convolved with each epoch's round PSF, through the weight maps."""
+    from .gmix import GMixModel
+
+    pars = np.asarray(res["pars"])
+    g1, g2, T = pars[2], pars[3], pars[4]
+    gsq = g1 * g1 + g2 * g2
+    T_r = T * (1.0 - gsq) / (1.0 + gsq)
+    spec_nshape = len(pars) - len(mbobs)
+    s2n_sq = 0.0
+    for iband, obslist in enumerate(mbobs):
+        bpars = np.concatenate([pars[:spec_nshape], [pars[spec_nshape + iband]]])
+        bpars[2] = bpars[3] = 0.0
+        bpars[4] = T_r
+        gm0 = GMixModel(bpars, model, **model_kw)
+        for ob in obslist:
+            gm = gm0.convolve(_round_gmix(ob.psf.gmix))
+            m = gm.make_image(ob.image.shape, ob.jacobian)
+            s2n_sq += float((m * m * ob.weight).sum())
+    return float(T_r), float(math.sqrt(s2n_sq))
+
+
+def psf_means(mbobs) -> tuple[np.ndarray, float]:
+    """Weight-sum weighted mean (g, T) of the epochs' PSF mixtures."""
+    gs = np.zeros(2)
+    Ts = 0.0
+    wsum = 0.0
+    for obslist in mbobs:
+        for ob in obslist:
+            w = float(ob.weight.sum())
+            g1, g2, T = ob.psf.gmix.get_g1g2T()
+            gs += w * np.array([g1, g2])
+            Ts += w * T
+            wsum += w
+    return gs / wsum, Ts / wsum
+
+
+def _failed_result(message: str, types) -> MetacalResult:
+    from .flags import METACAL_FAILURE
+    out = MetacalResult()
+    for t in types:
+        out[t] = {"flags": METACAL_FAILURE, "pars": None, "g": np.full(2, np.nan),
+                  "g_cov": np.full((2, 2), np.nan), "T": np.nan, "T_r": np.nan,
+                  "s2n_r": np.nan, "gpsf": np.full(2, np.nan), "Tpsf": np.nan}
+    out.flags = METACAL_FAILURE
+    out.message = message
+    return out
+
+
+def metacal(obs: Any, model: str = "gauss", psf: str = "fitgauss", step: float = 0.01,
+            types=METACAL_TYPES, fixnoise: bool = True, rng=None, prior=None,
+            psf_model: str = "gauss", **fit_kw) -> MetacalResult:
+    """Metacalibrate and fit: {type: FitResult} plus T_r, s2n_r, gpsf, Tpsf.
+
+    The sheared types start from the noshear fit's parameters.  Never raises for
+    bad data: an unusable object gives ``result.flags = METACAL_FAILURE``.
+    """
+    from .maxlike import fit_model
+    from .observation import get_mb_obs
+
+    types = tuple(types)
+    if rng is None:
+        rng = np.random.default_rng()
+    try:
+        mcal = make_metacal_obs(obs, psf=psf, step=step, types=types, fixnoise=fixnoise,
+                                rng=rng, psf_model=psf_model)
+    except MetacalError as err:
+        return _failed_result(str(err), types)
+
+    out = MetacalResult()
+    guess = None
+    order = sorted(types, key=lambda t: t != "noshear")
+    for t in order:
+        mb = get_mb_obs(mcal[t])
+        res = fit_model(mb, model, prior=prior, guess=guess, rng=rng, **fit_kw)
+        if t == "noshear" and res["flags"] == 0:
+            guess = np.array(res["pars"], copy=True)
+        gpsf, Tpsf = psf_means(mb)
+        res["gpsf"] = gpsf
+        res["Tpsf"] = Tpsf
+        if res["flags"] == 0:
+            try:
+                res["T_r"], res["s2n_r"] = round_stats(res, mb, model)
+            except ValueError:
+                res["T_r"], res["s2n_r"] = np.nan, np.nan
+        else:
+            res["T_r"], res["s2n_r"] = np.nan, np.nan
+        out[t] = res
+    return MetacalResult({t: out[t] for t in types})

@@ -7,6 +7,7 @@ so a run config and its fit config can travel together.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -85,7 +86,7 @@ class RunConfig:
             except (KeyError, IndexError, ValueError) as err:
                 raise ConfigError(f"{self.path}: bad meds_pattern "
                                   f"{self.meds_pattern!r}: {err}") from None
-            out.append(_resolve(self.path.parent, name))
+            out.append(Path(os.path.abspath(_resolve(self.path.parent, name))))
         return out
 
     def system_options(self) -> dict[str, Any]:
@@ -118,19 +119,19 @@ def load_run_config(path: str | os.PathLike,
     Override values for path keys are taken as given (relative to the current
     directory, as usual for command-line paths).
     """
-    path = Path(path).absolute()
+    path = Path(os.path.abspath(path))
     data = load_config(path, RUN_SCHEMA)
     base = path.parent
     for key in _PATH_KEYS:
         if data[key] is not None:
-            data[key] = _resolve(base, data[key]).absolute()
+            data[key] = Path(os.path.abspath(_resolve(base, data[key])))
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         if key not in RUN_SCHEMA:
             raise ConfigError(f"unknown run option '{key}'")
         if key in _PATH_KEYS:
-            value = Path(value).absolute()
+            value = Path(os.path.abspath(value))
         data[key] = value
     if data["system"] not in SYSTEMS:
         raise ConfigError(f"{path}: system {data['system']!r}; allowed: {', '.join(SYSTEMS)}")
@@ -148,6 +149,6 @@ def load_run_config(path: str | os.PathLike,
     if not all(isinstance(c, str) for c in data["extra_cmds"]):
         raise ConfigError(f"{path}: key 'extra_cmds' must be a list of strings")
     run = data["run"]
-    if not run or "/" in run or run in (".", ".."):
+    if not re.match(r"^[A-Za-z0-9_.+=-]+$", run) or run in (".", ".."):
         raise ConfigError(f"{path}: key 'run' must be a plain name, got {run!r}")
     return RunConfig(path=path, raw=dict(data), **{k: data[k] for k in RUN_SCHEMA})

@@ -9,11 +9,15 @@ comment; blank lines are ignored.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputFileError
 from .runconfig import RunConfig
+
+# Tile names end up in job names, scheduler directives and file names.
+_TILE_NAME = re.compile(r"^[A-Za-z0-9_.+=-]+$")
 
 
 @dataclass
@@ -38,8 +42,9 @@ def read_tiles(path: str | os.PathLike, conf: RunConfig, check_files: bool = Tru
         if not words:
             continue
         name = words[0]
-        if "/" in name or name in (".", ".."):
-            raise InputFileError(path, f"line {lineno}: bad tile name {name!r}")
+        if not _TILE_NAME.match(name) or name in (".", "..") or name in ("tiles", "output"):
+            raise InputFileError(path, f"line {lineno}: bad tile name {name!r} (letters, "
+                                       f"digits and _.+=- only)")
         if name in seen:
             raise InputFileError(path, f"line {lineno}: duplicate tile '{name}' "
                                        f"(first on line {seen[name]})")
@@ -47,8 +52,8 @@ def read_tiles(path: str | os.PathLike, conf: RunConfig, check_files: bool = Tru
         if len(words) == 1:
             meds = conf.meds_paths(name)
         elif len(words) - 1 == nband:
-            meds = [p if p.is_absolute() else (path.parent / p).absolute()
-                    for p in map(Path, words[1:])]
+            meds = [Path(os.path.abspath(path.parent / os.path.expanduser(w)))
+                    for w in words[1:]]
         else:
             raise InputFileError(path, f"line {lineno}: tile '{name}' lists {len(words) - 1} "
                                        f"MEDS files for {nband} bands "

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 _PAIR = (list,)
 
 PSF_SCHEMA = {
-    "beta": Key(float, 3.0, "Moffat beta"),
+    "beta": Key(float, 2.5, "Moffat beta (2.5 renders ~3x faster than 3.0 in galsim)"),
     "fwhm_range": Key(_PAIR, [0.8, 1.2], "uniform range of the per-epoch FWHM, arcsec"),
     "g_sigma": Key(float, 0.01, "per-component Gaussian sigma of the PSF shear"),
     "stamp_size": Key(int, 33, "side of the PSF images stored in the MEDS files (odd)"),

@@ -180,9 +180,15 @@ status() {
     return 1
 }
 
+# One start/stop at a time per cluster dir (test sessions may race to start it).
+lock() {
+    exec 9>"$dir/.lock"
+    flock -w 60 9 || { log "could not lock $dir/.lock"; exit 1; }
+}
+
 case "$cmd" in
-    start) start ;;
-    stop) stop ;;
+    start) lock; start ;;
+    stop) lock; stop ;;
     status) status ;;
     *) echo "usage: $0 start|stop|status [DIR]" >&2; exit 2 ;;
 esac

@@ -59,13 +59,15 @@ def owner_state(job: ChunkJob, rec: SubmitRecord) -> JobState | None:
     on another host and cannot be checked.
     """
     state = live_state(job)
-    if state is not None:
+    if state is not None and state is not JobState.PENDING:
         return state
-    if rec.host != socket.gethostname():
-        return None
-    start = process_start_time(rec.pid)
-    if start is None or start != rec.extra.get("pid_start", start) or rec.pid == os.getpid():
-        return JobState.DONE  # submitter gone: merge_state turns "no exit_status" to FAILED
+    if state is None:
+        if rec.host != socket.gethostname():
+            return None
+        start = process_start_time(rec.pid)
+        if (start is None or start != rec.extra.get("pid_start", start)
+                or rec.pid == os.getpid()):
+            return JobState.DONE  # submitter gone: "no exit_status" then reads FAILED
     try:
         touched = (job.path / job.log).stat().st_mtime >= rec.submit_unix
     except OSError:

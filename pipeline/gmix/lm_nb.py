@@ -1,0 +1,144 @@
+"""Levenberg-Marquardt kernel for the mixture fits (all in numba: one call per
+fit attempt, no Python per iteration).
+
+Each evaluation computes chi2 and the normal equations in one pass over the
+pixels (render_nb.fit_eval) plus the prior residuals (priors_nb).  Steps solve
+(J^T J + lambda diag(J^T J)) dp = -J^T r by Cholesky, are projected onto the
+bounds, and are accepted when chi2 decreases.  Converged when an accepted step
+lowers chi2 by less than ftol * chi2 (+1e-12) or changes every parameter by less
+than xtol (|p| + xtol), or when no step can lower chi2 any more (lambda huge).
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from .priors_nb import prior_residuals
+from .render_nb import fit_eval
+
+# status bits (mapped to flags.py by maxlike)
+ST_BAD_START = 1
+ST_MAXIT = 2
+ST_SINGULAR = 4
+ST_NONFINITE = 8
+
+
+@njit(cache=True)
+def chol_solve(A, b, x) -> bool:
+    """Solve A x = b for symmetric positive-definite A (small n) by Cholesky."""
+    n = b.size
+    L = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1):
+            s = A[i, j]
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            if i == j:
+                if not (s > 0.0):
+                    return False
+                L[i, i] = math.sqrt(s)
+            else:
+                L[i, j] = s / L[j, j]
+    y = np.empty(n)
+    for i in range(n):
+        s = b[i]
+        for k in range(i):
+            s -= L[i, k] * y[k]
+        y[i] = s / L[i, i]
+    for i in range(n - 1, -1, -1):
+        s = y[i]
+        for k in range(i + 1, n):
+            s -= L[k, i] * x[k]
+        x[i] = s / L[i, i]
+    return True
+
+
+@njit(cache=True)
+def _evaluate(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
+              psf_tab, pr_kind, pr_idx, pr_par, JtJ, Jtr, stats):
+    st = fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
+                  psf_tab, JtJ, Jtr, stats, True)
+    if st != 0:
+        return math.inf
+    chi2 = stats[0] + prior_residuals(pars, pr_kind, pr_idx, pr_par, JtJ, Jtr, True)
+    if not math.isfinite(chi2):
+        return math.inf
+    return chi2
+
+
+@njit(cache=True)
+def lm_fit(pars0, lo, hi, maxit, ftol, xtol, lam0, kind, pvals, fvals, nshape, ndisk,
+           img, sqw, ep_info, ep_jac, psf_tab, pr_kind, pr_idx, pr_par):
+    """Returns (pars, JtJ, stats, chi2_total, nfev, niter, status)."""
+    n = pars0.size
+    x = np.minimum(np.maximum(pars0.copy(), lo), hi)
+    JtJ = np.zeros((n, n))
+    Jtr = np.zeros(n)
+    stats = np.zeros(4)
+    JtJn = np.zeros((n, n))
+    Jtrn = np.zeros(n)
+    statsn = np.zeros(4)
+    Ad = np.zeros((n, n))
+    step = np.zeros(n)
+    rhs = np.zeros(n)
+    xn = np.zeros(n)
+    nfev = 1
+    chi2 = _evaluate(x, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
+                     psf_tab, pr_kind, pr_idx, pr_par, JtJ, Jtr, stats)
+    if not math.isfinite(chi2):
+        return x, JtJ, stats, chi2, nfev, 0, ST_BAD_START
+    lam = lam0
+    status = ST_MAXIT
+    niter = 0
+    for it in range(maxit):
+        niter = it + 1
+        dmax = 0.0
+        for i in range(n):
+            dmax = max(dmax, JtJ[i, i])
+        if not (dmax > 0.0) or not math.isfinite(dmax):
+            status = ST_SINGULAR
+            break
+        floor = 1e-12 * dmax
+        for i in range(n):
+            rhs[i] = -Jtr[i]
+            for j in range(n):
+                Ad[i, j] = JtJ[i, j]
+            Ad[i, i] += lam * max(JtJ[i, i], floor)
+        if not chol_solve(Ad, rhs, step):
+            lam *= 10.0
+            if lam > 1e12:
+                status = ST_SINGULAR
+                break
+            continue
+        small = True
+        for i in range(n):
+            xn[i] = min(max(x[i] + step[i], lo[i]), hi[i])
+            if abs(xn[i] - x[i]) > xtol * (abs(x[i]) + xtol):
+                small = False
+        chi2n = _evaluate(xn, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info,
+                          ep_jac, psf_tab, pr_kind, pr_idx, pr_par, JtJn, Jtrn, statsn)
+        nfev += 1
+        if chi2n <= chi2:
+            dchi2 = chi2 - chi2n
+            x[:] = xn
+            JtJ[:, :] = JtJn
+            Jtr[:] = Jtrn
+            stats[:] = statsn
+            chi2 = chi2n
+            lam = max(lam * 0.1, 1e-12)
+            if dchi2 <= ftol * chi2 + 1e-12 or small:
+                status = 0
+                break
+        else:
+            if small:
+                # cannot move any more: at the minimum to numerical precision
+                status = 0
+                break
+            lam *= 10.0
+            if lam > 1e10:
+                status = 0
+                break
+    for i in range(n):
+        if not math.isfinite(x[i]):
+            status |= ST_NONFINITE
+    return x, JtJ, stats, chi2, nfev, niter, status

@@ -1,0 +1,208 @@
+"""PSF fitting: adaptive moments, LM fits of gauss/turb/coellipN, EM with N Gaussians.
+
+``fit_psf`` never raises for bad data: a zero-flux, non-finite or zero-weight
+PSF image gives a result with the PSF_FIT_FAILURE bit set and ``psf_obs.gmix``
+left untouched.  On success ``psf_obs.gmix`` is the fitted mixture in (v, u)
+arcsec relative to the Jacobian centre, with the image's flux.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from .admom import admom_arrays, obs_arrays
+from .em import fit_em
+from .flags import PSF_FIT_FAILURE
+
+logger = logging.getLogger(__name__)
+
+LM_PSF_MODELS = ("gauss", "turb")
+EM_MODELS = tuple(f"em{n}" for n in range(1, 6))
+
+# starting coellipN mixtures relative to the admom size and flux: a compact
+# core plus progressively broader wings, as PSF profiles have
+_COELLIP_START = {
+    1: ((1.0,), (1.0,)),
+    2: ((0.6, 2.0), (0.6, 0.4)),
+    3: ((0.4, 1.1, 3.5), (0.35, 0.5, 0.15)),
+    4: ((0.3, 0.8, 2.0, 5.0), (0.2, 0.4, 0.3, 0.1)),
+    5: ((0.2, 0.5, 1.1, 2.5, 6.0), (0.1, 0.3, 0.35, 0.2, 0.05)),
+}
+
+
+class PSFResult(dict):
+    """flags (0 or PSF_FIT_FAILURE), fit_flags (the underlying fitter's flags),
+    model, pars, g, T, flux, numiter/nfev, and ``gmix`` on success."""
+
+    def get_gmix(self):
+        return self.get("gmix")
+
+
+def _failure(model: str, why: str, fit_flags: int = 0) -> PSFResult:
+    logger.debug("PSF fit (%s) failed: %s", model, why)
+    return PSFResult(flags=PSF_FIT_FAILURE, fit_flags=int(fit_flags), model=model,
+                     pars=None, g=np.full(2, np.nan), T=np.nan, flux=np.nan,
+                     gmix=None, message=why)
+
+
+def _success(model: str, gmix, pars, fit_flags: int = 0, **extra) -> PSFResult:
+    g1, g2, T = gmix.get_g1g2T()
+    return PSFResult(flags=0, fit_flags=int(fit_flags), model=model,
+                     pars=np.asarray(pars), g=np.array([g1, g2]), T=float(T),
+                     flux=float(gmix.get_flux()), gmix=gmix, message="", **extra)
+
+
+def _valid_gmix(gmix) -> bool:
+    if gmix is None or not gmix.is_valid():
+        return False
+    g1, g2, T = gmix.get_g1g2T()
+    return bool(np.isfinite(T) and T > 0 and np.isfinite(g1) and np.isfinite(g2)
+                and g1 * g1 + g2 * g2 < 1.0 and gmix.get_flux() > 0)
+
+
+def lm_guess(model: str, am: dict, flux: float, rng: np.random.Generator | None,
+             scale: float, jitter: float) -> np.ndarray:
+    """Starting parameters for an LM PSF model from adaptive moments, perturbed
+    by ``jitter`` (fractional size/flux, and absolute shape) when rng is given."""
+    v, u, g1, g2, T = am["pars"][:5]
+
+    def rnd(n=None):
+        if rng is None or jitter == 0:
+            return np.zeros(n) if n else 0.0
+        return rng.uniform(-1.0, 1.0, size=n)
+
+    v = v + 0.1 * scale * rnd() * (jitter > 0)
+    u = u + 0.1 * scale * rnd() * (jitter > 0)
+    g1 = float(np.clip(g1 + jitter * 0.2 * rnd(), -0.5, 0.5))
+    g2 = float(np.clip(g2 + jitter * 0.2 * rnd(), -0.5, 0.5))
+    if model.startswith("coellip"):
+        n = int(model[len("coellip"):])
+        tf, ff = _COELLIP_START.get(n, (tuple(np.geomspace(0.3, 5.0, n)), (1.0 / n,) * n))
+        Ts = T * np.asarray(tf) * (1.0 + jitter * rnd(n))
+        Fs = flux * np.asarray(ff) * (1.0 + jitter * rnd(n))
+        return np.concatenate([[v, u, g1, g2], Ts, Fs])
+    # admom T of a peaked profile underestimates the full second moment
+    Tg = T * (1.2 if model == "turb" else 1.0) * (1.0 + jitter * rnd())
+    return np.array([v, u, g1, g2, Tg, flux * (1.0 + jitter * rnd())])
+
+
+def _fit_lm(psf_obs, model: str, am: dict, flux: float, ntry: int,
+            rng: np.random.Generator | None, scale: float) -> PSFResult:
+    from .gmix import GMixModel
+    from .maxlike import fit_model
+    from .observation import Observation
+
+    # fit the PSF image itself, unconvolved
+    target = Observation(psf_obs.image, weight=psf_obs.weight, jacobian=psf_obs.jacobian)
+    last_flags = 0
+    for itry in range(ntry):
+        guess = lm_guess(model, am, flux, rng, scale, jitter=0.0 if itry == 0 else 0.1)
+        try:
+            res = fit_model(target, model, guess=guess, rng=rng, ntry=1)
+        except Exception as err:  # a fitter bug must not kill the object
+            logger.warning("PSF %s fit raised %r", model, err)
+            last_flags = -1
+            continue
+        last_flags = int(res["flags"])
+        if last_flags != 0:
+            continue
+        try:
+            gmix = GMixModel(res["pars"], model)
+        except ValueError:
+            continue
+        if _valid_gmix(gmix):
+            return _success(model, gmix, res["pars"], nfev=res.get("nfev", 0), ntry=itry + 1,
+                            chi2per=res.get("chi2per", np.nan))
+    return _failure(model, f"LM fit failed in {ntry} tries", last_flags)
+
+
+def _fit_em(psf_obs, ngauss: int, am: dict | None, ntry: int,
+            rng: np.random.Generator | None) -> PSFResult:
+    model = f"em{ngauss}"
+    last_flags = 0
+    guess_T = am["T"] if am is not None else None
+    for itry in range(ntry):
+        res = fit_em(psf_obs, ngauss, rng=rng if itry > 0 else None, guess_T=guess_T)
+        last_flags = res["flags"]
+        if last_flags != 0:
+            continue
+        gmix = res.get_gmix()
+        if _valid_gmix(gmix):
+            return _success(model, gmix, res["pars"].ravel(), last_flags,
+                            numiter=res["numiter"], ntry=itry + 1)
+    return _failure(model, f"EM failed in {ntry} tries", last_flags)
+
+
+def fit_psf(psf_obs: Any, model: str = "coellip3", ntry: int = 4,
+            rng: np.random.Generator | None = None, guess_T: float | None = None) -> PSFResult:
+    """Fit a PSF Observation with ``model`` ("admom", "gauss", "turb", "coellipN",
+    "em1".."em5"); on success set ``psf_obs.gmix``.
+
+    ntry: attempts, each from a randomly perturbed admom-based guess (the first
+    unperturbed).  guess_T: starting size in arcsec^2 for adaptive moments.
+    """
+    model = str(model)
+    image, weight, jac, problem = obs_arrays(psf_obs)
+    if problem:
+        return _failure(model, problem)
+    flux = float(image[weight > 0].sum())
+    if not (flux > 0.0) or not np.isfinite(flux):
+        return _failure(model, "PSF image has no positive flux")
+    scale = math.sqrt(abs(jac[2] * jac[5] - jac[3] * jac[4]))
+
+    am = admom_arrays(image, weight, jac, guess_T=guess_T)
+    if am["flags"] != 0:
+        am_ok = None
+        # a fallback start: centred, round, 2-pixel sigma (or guess_T)
+        Tg = guess_T if guess_T else 8.0 * scale * scale
+        am_start = {"pars": np.array([0.0, 0.0, 0.0, 0.0, Tg, flux]), "T": Tg}
+    else:
+        am_ok = am
+        am_start = am
+
+    if model == "admom":
+        if am_ok is None:
+            return _failure(model, "adaptive moments failed", am["flags"])
+        res = _success(model, am.get_gmix(), am["pars"], numiter=am["numiter"], s2n=am["s2n"])
+    elif model in EM_MODELS:
+        res = _fit_em(psf_obs, int(model[2:]), am_ok, max(ntry, 1), rng)
+    elif model in LM_PSF_MODELS or model.startswith("coellip"):
+        if model.startswith("coellip"):
+            try:
+                n = int(model[len("coellip"):])
+            except ValueError:
+                n = 0
+            if n < 1:
+                return _failure(model, f"unknown PSF model '{model}'")
+        res = _fit_lm(psf_obs, model, am_start, flux, max(ntry, 1), rng, scale)
+    else:
+        return _failure(model, f"unknown PSF model '{model}'")
+
+    if res["flags"] == 0:
+        psf_obs.gmix = res["gmix"]
+    return res
+
+
+def fit_psfs(obs: Any, model: str = "coellip3", ntry: int = 4,
+             rng: np.random.Generator | None = None, guess_T: float | None = None) -> list:
+    """Fit the PSF of every epoch of an Observation / ObsList / MultiBandObsList.
+
+    Returns one list of PSFResult per band (epochs in order); an epoch without
+    a PSF observation gets a failed result.
+    """
+    from .observation import get_mb_obs
+
+    out = []
+    for obslist in get_mb_obs(obs):
+        band = []
+        for ep in obslist:
+            if ep.psf is None:
+                band.append(_failure(model, "epoch has no PSF observation"))
+                continue
+            band.append(fit_psf(ep.psf, model=model, ntry=ntry, rng=rng, guess_T=guess_T))
+        out.append(band)
+    return out

@@ -1,0 +1,488 @@
+"""Rendering and residual kernels: Gaussian mixtures evaluated on pixel grids
+through a Jacobian (pixel -> (v, u) arcsec).
+
+Speed: for a fixed row, a Gaussian's chi2 is quadratic in the column index, so
+exp(-chi2/2) along the row follows a two-multiply recurrence.  Each row is
+started at its peak column with one exp() and recursed outward both ways (so
+the recurrence never starts from an underflowed value), and only columns with
+chi2 < MAX_CHI2 are visited (the omitted tail is < exp(-MAX_CHI2/2) = 1.4e-11
+of the component's peak).
+
+Layouts: ``jac6 = [row0, col0, dvdrow, dvdcol, dudrow, dudcol]``; image values
+are counts per pixel (surface brightness times pixel area) so a rendered mixture
+sums to its flux.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+MAX_CHI2 = 50.0
+
+
+@njit(cache=True, fastmath=True)
+def _row_range(A, B, C, ncol):
+    """Column range [clo, chi] with chi2 = (A c + B) c + C < MAX_CHI2 and the start
+    column c0 (nearest the minimum); clo > chi when the row is empty."""
+    cpk = -0.5 * B / A
+    chimin = C + 0.5 * B * cpk
+    if chimin > MAX_CHI2:
+        return 1, 0, 0
+    half = math.sqrt((MAX_CHI2 - chimin) / A)
+    lo = cpk - half
+    hi = cpk + half
+    if hi < 0.0 or lo > ncol - 1.0:
+        return 1, 0, 0
+    clo = max(0, int(math.ceil(lo)))
+    chi = min(ncol - 1, int(math.floor(hi)))
+    c0 = int(math.floor(cpk + 0.5))
+    if c0 < clo:
+        c0 = clo
+    if c0 > chi:
+        c0 = chi
+    return clo, chi, c0
+
+
+@njit(cache=True, fastmath=True)
+def _fill_row_exp(ebuf, A, B, C, clo, chi, c0, q):
+    """ebuf[c] = exp(-0.5 chi2(c)) for c in [clo, chi] by recurrence from c0;
+    q = exp(-A)."""
+    f = math.exp(-0.5 * ((A * c0 + B) * c0 + C))
+    ebuf[c0] = f
+    # right: f(c+1) = f(c) * exp(-0.5 (A (2c+1) + B)); the ratio itself decays by q
+    rat = math.exp(-0.5 * (A * (2 * c0 + 1) + B))
+    # left: f(c-1) = f(c) * exp(-0.5 (A (1-2c) - B)); that ratio at c0 is q / rat
+    ratl = q / rat
+    fr = f
+    for c in range(c0 + 1, chi + 1):
+        fr *= rat
+        ebuf[c] = fr
+        rat *= q
+    fl = f
+    for c in range(c0 - 1, clo - 1, -1):
+        fl *= ratl
+        ebuf[c] = fl
+        ratl *= q
+
+
+@njit(cache=True, fastmath=True)
+def _add_gauss(image, pn, v0, u0, ivv, ivu, iuu, jac, roff, coff):
+    """image += pn * exp(-chi2/2) of one Gaussian; pixel (r, c) sampled at
+    (r + roff, c + coff)."""
+    nrow, ncol = image.shape
+    row0 = jac[0] - roff
+    col0 = jac[1] - coff
+    dvdr = jac[2]
+    dvdc = jac[3]
+    dudr = jac[4]
+    dudc = jac[5]
+    A = ivv * dvdc * dvdc + 2.0 * ivu * dvdc * dudc + iuu * dudc * dudc
+    if not (A > 0.0):
+        return
+    q = math.exp(-A)
+    for r in range(nrow):
+        # offsets at column 0 of this row
+        dv = dvdr * (r - row0) - dvdc * col0 - v0
+        du = dudr * (r - row0) - dudc * col0 - u0
+        B = 2.0 * (ivv * dv * dvdc + ivu * (dv * dudc + du * dvdc) + iuu * du * dudc)
+        C = ivv * dv * dv + 2.0 * ivu * dv * du + iuu * du * du
+        clo, chi, c0 = _row_range(A, B, C, ncol)
+        if clo > chi:
+            continue
+        f = pn * math.exp(-0.5 * ((A * c0 + B) * c0 + C))
+        rat = math.exp(-0.5 * (A * (2 * c0 + 1) + B))
+        ratl = q / rat
+        image[r, c0] += f
+        fr = f
+        for c in range(c0 + 1, chi + 1):
+            fr *= rat
+            image[r, c] += fr
+            rat *= q
+        fl = f
+        for c in range(c0 - 1, clo - 1, -1):
+            fl *= ratl
+            image[r, c] += fl
+            ratl *= q
+
+
+@njit(cache=True, fastmath=True)
+def render_gmix(data, jac, image, nsub) -> None:
+    """image[:] = mixture ``data`` (GAUSS_DTYPE records) rendered through ``jac``.
+
+    nsub > 1 averages the model over an nsub x nsub grid of sub-pixel positions
+    (pixel integration); nsub = 1 samples pixel centres.
+    """
+    image[:, :] = 0.0
+    area = abs(jac[2] * jac[5] - jac[3] * jac[4])
+    nsub = max(1, nsub)
+    fac = area / (nsub * nsub)
+    for isr in range(nsub):
+        roff = (isr + 0.5) / nsub - 0.5
+        for isc in range(nsub):
+            coff = (isc + 0.5) / nsub - 0.5
+            for k in range(data.size):
+                g = data[k]
+                if g['norm'] == 0.0:
+                    continue
+                _add_gauss(image, g['pnorm'] * fac, g['row'], g['col'], g['ivv'],
+                           g['ivu'], g['iuu'], jac, roff, coff)
+
+
+@njit(cache=True, fastmath=True)
+def render_gmix_exact(data, jac, image) -> None:
+    """Reference renderer: math.exp at every pixel and component (tests, no cut)."""
+    nrow, ncol = image.shape
+    area = abs(jac[2] * jac[5] - jac[3] * jac[4])
+    for r in range(nrow):
+        for c in range(ncol):
+            v = jac[2] * (r - jac[0]) + jac[3] * (c - jac[1])
+            u = jac[4] * (r - jac[0]) + jac[5] * (c - jac[1])
+            s = 0.0
+            for k in range(data.size):
+                g = data[k]
+                dv = v - g['row']
+                du = u - g['col']
+                chi2 = g['ivv'] * dv * dv + 2.0 * g['ivu'] * dv * du + g['iuu'] * du * du
+                s += g['pnorm'] * math.exp(-0.5 * chi2)
+            image[r, c] = s * area
+
+
+@njit(cache=True, fastmath=True)
+def chi2_stats(model, image, weight):
+    """(chi2, loglike, s2n_num, s2n_den, npix) over pixels with weight > 0."""
+    chi2 = 0.0
+    num = 0.0
+    den = 0.0
+    npix = 0
+    nrow, ncol = image.shape
+    for r in range(nrow):
+        for c in range(ncol):
+            w = weight[r, c]
+            if w <= 0.0:
+                continue
+            m = model[r, c]
+            d = m - image[r, c]
+            chi2 += d * d * w
+            num += m * image[r, c] * w
+            den += m * m * w
+            npix += 1
+    return chi2, -0.5 * chi2, num, den, npix
+
+
+@njit(cache=True, fastmath=True)
+def fill_residuals(model, image, weight, out) -> None:
+    """out = (model - image) * sqrt(weight), flattened; zero where weight <= 0."""
+    nrow, ncol = image.shape
+    for r in range(nrow):
+        for c in range(ncol):
+            w = weight[r, c]
+            i = r * ncol + c
+            if w <= 0.0:
+                out[i] = 0.0
+            else:
+                out[i] = (model[r, c] - image[r, c]) * math.sqrt(w)
+
+
+@njit(cache=True, fastmath=True)
+def gaussian_moments(image, weight, jac, v0, u0, wvv, wvu, wuu):
+    """Sums of I w, I w v, I w u, I w v^2, I w v u, I w u^2 (offsets from v0, u0) with
+    the Gaussian weight function of covariance [[wvv, wvu], [wvu, wuu]]; only
+    pixels with weight > 0 are used."""
+    det = wvv * wuu - wvu * wvu
+    ivv = wuu / det
+    ivu = -wvu / det
+    iuu = wvv / det
+    s = np.zeros(6)
+    nrow, ncol = image.shape
+    for r in range(nrow):
+        for c in range(ncol):
+            if weight[r, c] <= 0.0:
+                continue
+            v = jac[2] * (r - jac[0]) + jac[3] * (c - jac[1]) - v0
+            u = jac[4] * (r - jac[0]) + jac[5] * (c - jac[1]) - u0
+            chi2 = ivv * v * v + 2.0 * ivu * v * u + iuu * u * u
+            if chi2 > MAX_CHI2:
+                continue
+            wi = image[r, c] * math.exp(-0.5 * chi2)
+            s[0] += wi
+            s[1] += wi * v
+            s[2] += wi * u
+            s[3] += wi * v * v
+            s[4] += wi * v * u
+            s[5] += wi * u * u
+    return s
+
+
+# --------------------------------------------------------------------------
+# Fit kernel: model, chi2 and the normal equations (J^T J, J^T r) of a
+# parametrised model convolved with each epoch's PSF, in one pass.
+# --------------------------------------------------------------------------
+KIND_SHARED = 0   # gauss/turb/exp/dev/cm: [v, u, g1, g2, T, F_b...]
+KIND_BDF = 1      # [v, u, g1, g2, T, fracdev, F_b...]
+KIND_COELLIP = 2  # [v, u, g1, g2, T_1..T_N, F_1..F_N]
+
+# columns of the per-component table
+_PN, _A, _B, _V, _U, _IVV, _IVU, _IUU = 0, 1, 2, 3, 4, 5, 6, 7
+_G1, _G2, _TT = 8, 12, 16   # each: 0.5 Dvv, Dvu, 0.5 Duu, 0.5 tr(Sigma^-1 D)
+_TIDX, _FIDX = 20, 21
+_NCOLS = 22
+
+
+@njit(cache=True, fastmath=True)
+def _shape_derivs(g1, g2):
+    """e1, e2 and de/dg (distortion from reduced shear)."""
+    gsq = g1 * g1 + g2 * g2
+    f = 1.0 / (1.0 + gsq)
+    e1 = 2.0 * g1 * f
+    e2 = 2.0 * g2 * f
+    f2 = 2.0 * f * f
+    de1dg1 = f2 * (1.0 - g1 * g1 + g2 * g2)
+    de1dg2 = -2.0 * f2 * g1 * g2
+    de2dg1 = de1dg2
+    de2dg2 = f2 * (1.0 + g1 * g1 - g2 * g2)
+    return e1, e2, de1dg1, de1dg2, de2dg1, de2dg2
+
+
+@njit(cache=True, fastmath=True)
+def _set_deriv(tab, k, col, Dvv, Dvu, Duu, ivv, ivu, iuu):
+    tab[k, col] = 0.5 * Dvv
+    tab[k, col + 1] = Dvu
+    tab[k, col + 2] = 0.5 * Duu
+    tab[k, col + 3] = 0.5 * (ivv * Dvv + 2.0 * ivu * Dvu + iuu * Duu)
+
+
+@njit(cache=True, fastmath=True)
+def _build_components(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
+                      pstart, pn_, tab) -> int:
+    """Fill ``tab`` with the convolved components of one epoch; return the number
+    of components, or -1 if the model is invalid here."""
+    g1 = pars[2]
+    g2 = pars[3]
+    if g1 * g1 + g2 * g2 >= 1.0:
+        return -1
+    e1, e2, de1dg1, de1dg2, de2dg1, de2dg2 = _shape_derivs(g1, g2)
+    # unit-T shape matrix and its g-derivatives, (rr, rc, cc) = (vv, vu, uu)
+    Srr = 0.5 * (1.0 - e1)
+    Src = 0.5 * e2
+    Scc = 0.5 * (1.0 + e1)
+    area = abs(jac[2] * jac[5] - jac[3] * jac[4])
+    if kind == KIND_COELLIP:
+        ngal = nshape - 4
+    else:
+        ngal = pvals.size
+    fd = 0.0
+    if kind == KIND_BDF:
+        fd = pars[5]
+    k = 0
+    for i in range(ngal):
+        if kind == KIND_COELLIP:
+            tidx = 4 + i
+            tfac = 1.0
+            fidx = nshape + i
+            F = pars[fidx]
+            pfac = 1.0
+            fdm = 1.0
+            fdd = 0.0
+        else:
+            tidx = 4
+            tfac = fvals[i]
+            fidx = nshape + band
+            F = pars[fidx]
+            pfac = pvals[i]
+            fdm = 1.0
+            fdd = 0.0
+            if kind == KIND_BDF:
+                if i < ndisk:
+                    fdm = 1.0 - fd
+                    fdd = -1.0
+                else:
+                    fdm = fd
+                    fdd = 1.0
+        Ti = tfac * pars[tidx]
+        for j in range(pn_):
+            q = psf_tab[pstart + j]
+            irr = Ti * Srr + q[3]
+            irc = Ti * Src + q[4]
+            icc = Ti * Scc + q[5]
+            det = irr * icc - irc * irc
+            if not (det > 0.0 and irr > 0.0):
+                return -1
+            idet = 1.0 / det
+            ivv = icc * idet
+            ivu = -irc * idet
+            iuu = irr * idet
+            norm = area * q[0] / (2.0 * math.pi * math.sqrt(det))
+            tab[k, _PN] = F * pfac * fdm * norm
+            tab[k, _A] = pfac * fdm * norm
+            tab[k, _B] = F * pfac * fdd * norm
+            tab[k, _V] = pars[0] + q[1]
+            tab[k, _U] = pars[1] + q[2]
+            tab[k, _IVV] = ivv
+            tab[k, _IVU] = ivu
+            tab[k, _IUU] = iuu
+            _set_deriv(tab, k, _G1, -0.5 * Ti * de1dg1, 0.5 * Ti * de2dg1,
+                       0.5 * Ti * de1dg1, ivv, ivu, iuu)
+            _set_deriv(tab, k, _G2, -0.5 * Ti * de1dg2, 0.5 * Ti * de2dg2,
+                       0.5 * Ti * de1dg2, ivv, ivu, iuu)
+            _set_deriv(tab, k, _TT, tfac * Srr, tfac * Src, tfac * Scc, ivv, ivu, iuu)
+            tab[k, _TIDX] = tidx
+            tab[k, _FIDX] = fidx
+            k += 1
+    return k
+
+
+@njit(cache=True, fastmath=True)
+def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
+             psf_tab, JtJ, Jtr, stats, want_jac) -> int:
+    """chi2 = sum w (model - data)^2 over all epochs and, if ``want_jac``, the
+    normal matrix J^T J and J^T r (r = (model - data) sqrt(w)).
+
+    img, sqw: flat pixel arrays of all epochs; ep_info[e] = (offset, nrow, ncol,
+    band, psf_start, psf_n); ep_jac[e] = jac6; psf_tab rows = (p, dv, du, irr,
+    irc, icc) with p summing to 1 per epoch and (dv, du) relative to the PSF
+    centroid.  stats = (chi2, s2n_num, s2n_den, npix).  Returns 0, or 1 if the
+    parameters are outside the model's domain.
+    """
+    npar = pars.size
+    nep = ep_info.shape[0]
+    stats[:] = 0.0
+    if want_jac:
+        JtJ[:, :] = 0.0
+        Jtr[:] = 0.0
+    fd_idx = 5 if kind == KIND_BDF else -1
+    # local parameter space per epoch: shape params + this band's flux
+    if kind == KIND_COELLIP:
+        na = npar
+    else:
+        na = nshape + 1
+    act = np.empty(na, dtype=np.int64)
+    gl2loc = np.full(npar, -1, dtype=np.int64)
+    maxcomp = 0
+    maxcol = 0
+    for e in range(nep):
+        maxcol = max(maxcol, ep_info[e, 2])
+        maxcomp = max(maxcomp, ep_info[e, 5])
+    ngal = (nshape - 4) if kind == KIND_COELLIP else pvals.size
+    tab = np.empty((ngal * maxcomp, _NCOLS))
+    mrow = np.empty(maxcol)
+    ebuf = np.empty(maxcol)
+    jrow = np.empty((maxcol, na))
+    Jl = np.empty((na, na))
+    Jrl = np.empty(na)
+    for e in range(nep):
+        off = ep_info[e, 0]
+        nrow = ep_info[e, 1]
+        ncol = ep_info[e, 2]
+        band = ep_info[e, 3]
+        jac = ep_jac[e]
+        ncomp = _build_components(pars, kind, pvals, fvals, nshape, ndisk, band, jac,
+                                  psf_tab, ep_info[e, 4], ep_info[e, 5], tab)
+        if ncomp < 0:
+            return 1
+        if kind == KIND_COELLIP:
+            for a in range(na):
+                act[a] = a
+        else:
+            for a in range(nshape):
+                act[a] = a
+            act[nshape] = nshape + band
+        for a in range(npar):
+            gl2loc[a] = -1
+        for a in range(na):
+            gl2loc[act[a]] = a
+        if want_jac:
+            Jl[:, :] = 0.0
+            Jrl[:] = 0.0
+        row0 = jac[0]
+        col0 = jac[1]
+        dvdr = jac[2]
+        dvdc = jac[3]
+        dudr = jac[4]
+        dudc = jac[5]
+        for r in range(nrow):
+            mrow[:ncol] = 0.0
+            if want_jac:
+                jrow[:ncol, :] = 0.0
+            for k in range(ncomp):
+                ivv = tab[k, _IVV]
+                ivu = tab[k, _IVU]
+                iuu = tab[k, _IUU]
+                A = ivv * dvdc * dvdc + 2.0 * ivu * dvdc * dudc + iuu * dudc * dudc
+                dv0 = dvdr * (r - row0) - dvdc * col0 - tab[k, _V]
+                du0 = dudr * (r - row0) - dudc * col0 - tab[k, _U]
+                B = 2.0 * (ivv * dv0 * dvdc + ivu * (dv0 * dudc + du0 * dvdc)
+                           + iuu * du0 * dudc)
+                C = ivv * dv0 * dv0 + 2.0 * ivu * dv0 * du0 + iuu * du0 * du0
+                clo, chi, c0 = _row_range(A, B, C, ncol)
+                if clo > chi:
+                    continue
+                _fill_row_exp(ebuf, A, B, C, clo, chi, c0, math.exp(-A))
+                pn = tab[k, _PN]
+                if not want_jac:
+                    for c in range(clo, chi + 1):
+                        mrow[c] += pn * ebuf[c]
+                    continue
+                an = tab[k, _A]
+                bn = tab[k, _B]
+                h1v = tab[k, _G1]
+                h1vu = tab[k, _G1 + 1]
+                h1u = tab[k, _G1 + 2]
+                t1 = tab[k, _G1 + 3]
+                h2v = tab[k, _G2]
+                h2vu = tab[k, _G2 + 1]
+                h2u = tab[k, _G2 + 2]
+                t2 = tab[k, _G2 + 3]
+                hTv = tab[k, _TT]
+                hTvu = tab[k, _TT + 1]
+                hTu = tab[k, _TT + 2]
+                tT = tab[k, _TT + 3]
+                lt = gl2loc[int(tab[k, _TIDX])]
+                lf = gl2loc[int(tab[k, _FIDX])]
+                for c in range(clo, chi + 1):
+                    ev = ebuf[c]
+                    pe = pn * ev
+                    dv = dv0 + dvdc * c
+                    du = du0 + dudc * c
+                    wv = ivv * dv + ivu * du
+                    wu = ivu * dv + iuu * du
+                    qvv = wv * wv
+                    qvu = wv * wu
+                    quu = wu * wu
+                    mrow[c] += pe
+                    jrow[c, 0] += pe * wv
+                    jrow[c, 1] += pe * wu
+                    jrow[c, 2] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
+                    jrow[c, 3] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
+                    jrow[c, lt] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
+                    jrow[c, lf] += an * ev
+                    if fd_idx >= 0:
+                        jrow[c, 5] += bn * ev
+            base = off + r * ncol
+            for c in range(ncol):
+                s = sqw[base + c]
+                if s <= 0.0:
+                    continue
+                m = mrow[c]
+                d = img[base + c]
+                res = (m - d) * s
+                stats[0] += res * res
+                w = s * s
+                stats[1] += m * d * w
+                stats[2] += m * m * w
+                stats[3] += 1.0
+                if want_jac:
+                    for a in range(na):
+                        ja = jrow[c, a] * s
+                        Jrl[a] += ja * res
+                        for b in range(a, na):
+                            Jl[a, b] += ja * jrow[c, b] * s
+        if want_jac:
+            for a in range(na):
+                ga = act[a]
+                Jtr[ga] += Jrl[a]
+                for b in range(a, na):
+                    gb = act[b]
+                    JtJ[ga, gb] += Jl[a, b]
+                    if gb != ga:
+                        JtJ[gb, ga] += Jl[a, b]
+    return 0

@@ -1,0 +1,68 @@
+"""``megamixit run``: submit the chunks that have no output (or all with clobber)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from .layout import RunLayout
+from .runconfig import RunConfig
+from .status import chunk_state
+from .tilerecord import TileRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunPlan:
+    jobs: list            # ChunkJob to submit, tiles in order
+    skipped_done: int     # chunks with output
+    skipped_active: int   # chunks already queued or running
+    skipped_tiles: list   # tiles already collated
+
+
+def check_seed(conf: RunConfig, recs: list[TileRecord]) -> None:
+    """A seed given now must be the one the tiles were set up with."""
+    if conf.seed is None:
+        return
+    for rec in recs:
+        if rec.seed != conf.seed:
+            raise ConfigError(f"tile {rec.tile} was set up with seed {rec.seed}, not "
+                              f"{conf.seed} (run 'megamixit setup --clobber' to change it)")
+
+
+def plan_run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], system,
+             jobs_by_tile: dict, clobber: bool = False) -> RunPlan:
+    """Which chunks to submit: those without output that are not queued or running;
+    every chunk with ``clobber`` (even of collated tiles)."""
+    check_seed(conf, recs)
+    plan = RunPlan([], 0, 0, [])
+    todo = []
+    for rec in recs:
+        if not clobber and layout.collated(rec.tile).exists():
+            plan.skipped_tiles.append(rec.tile)
+            continue
+        todo.append(rec)
+    candidates = [j for rec in todo for j in jobs_by_tile[rec.tile]]
+    states = system.query(candidates) if candidates else {}
+    for rec in todo:
+        for job, (first, last) in zip(jobs_by_tile[rec.tile], rec.ranges):
+            has_output = layout.chunk_file(rec.tile, first, last).exists()
+            state = chunk_state(states.get(job.name, "unknown"), has_output)
+            if state in ("pending", "running"):
+                plan.skipped_active += 1
+            elif state == "done" and not clobber:
+                plan.skipped_done += 1
+            else:
+                plan.jobs.append(job)
+    return plan
+
+
+def remove_outputs(layout: RunLayout, recs: list[TileRecord], jobs: list) -> None:
+    """Before a clobbering resubmission: stale chunk files must not count as done."""
+    wanted = {j.name for j in jobs}
+    for rec in recs:
+        for first, last in rec.ranges:
+            if layout.job_name(rec.tile, first, last) in wanted:
+                layout.chunk_file(rec.tile, first, last).unlink(missing_ok=True)

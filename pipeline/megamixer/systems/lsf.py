@@ -1,0 +1,202 @@
+"""The ``lsf`` system: ``bsub < job.lsf`` per chunk, or one job array per tile.
+
+Status is one ``bjobs -noheader -a -o "jobid jobindex stat"`` call; cancel is one
+``bkill``. The command construction is pure (``submit_command``, ``query_command``,
+``cancel_command``) so tests can check it without an LSF cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ...errors import PipelineError
+from ...fileio import atomic_path
+from .base import (BatchSystem, ChunkJob, JobState, SubmitCommand, SubmitRecord,
+                   array_name, array_stem, group_by_parent, read_submit_record,
+                   run_command, write_submit_record)
+from .template import load_template, render
+
+log = logging.getLogger(__name__)
+
+_BSUB_OUT = re.compile(r"Job <(\d+)>")
+_STATES = {"PEND": JobState.PENDING, "PSUSP": JobState.PENDING, "WAIT": JobState.PENDING,
+           "RUN": JobState.RUNNING, "USUSP": JobState.RUNNING, "SSUSP": JobState.RUNNING,
+           "PROV": JobState.RUNNING, "DONE": JobState.DONE, "EXIT": JobState.FAILED,
+           "ZOMBI": JobState.FAILED}
+
+
+def lsf_state(stat: str) -> JobState | None:
+    """Map a bjobs STAT; UNKWN (lost contact with the host) stays unknown (None)."""
+    return _STATES.get(stat.strip().upper())
+
+
+def parse_bsub(stdout: str) -> str:
+    """Job id from ``Job <123> is submitted to queue <normal>.``"""
+    m = _BSUB_OUT.search(stdout)
+    if not m:
+        raise PipelineError(f"bsub: unexpected output {stdout.strip()!r}")
+    return m.group(1)
+
+
+def parse_bjobs(stdout: str) -> dict[str, str]:
+    """``{job id: stat}`` from ``jobid jobindex stat`` lines; array elements as ``J[i]``."""
+    out = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue  # "Job <9> is not found" and other chatter
+        job_id, index, stat = parts
+        key = job_id if index in ("0", "-") else f"{job_id}[{index}]"
+        out[key] = stat
+    return out
+
+
+class LsfSystem(BatchSystem):
+    """LSF adapter; ``array=True`` submits one job array per tile."""
+
+    name = "lsf"
+    template = "lsf.sh"
+    array_template = "lsf-array.sh"
+    script_name = "job.lsf"
+    options = frozenset({"queue", "walltime", "mem", "cpus", "array", "template_dir",
+                         "poll"})
+    default_poll = 10.0
+
+    def __init__(self, *, array: bool = False, **kw) -> None:
+        super().__init__(**kw)
+        self.array = bool(array)
+
+    # ---- formats: -W takes [hours:]minutes, -M takes a value with a unit
+    def format_walltime(self, seconds: int) -> str:
+        minutes = int(math.ceil(seconds / 60))
+        return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+    def format_mem(self, mb: int) -> str:
+        return f"{mb}MB"
+
+    def script_values(self, job: ChunkJob) -> dict[str, str | None]:
+        values = super().script_values(job)
+        values["sched_log"] = f"{job.log}.lsf"
+        return values
+
+    # ---- pure command construction
+    def submit_command(self, script: str | os.PathLike) -> SubmitCommand:
+        """``bsub < NAME`` in the script's folder (the job's LS_SUBCWD)."""
+        script = Path(script)
+        return SubmitCommand(["bsub"], cwd=str(script.parent), stdin=script.name)
+
+    def query_command(self, job_ids: Sequence[str]) -> list[str]:
+        return ["bjobs", "-noheader", "-a", "-o", "jobid jobindex stat", *job_ids]
+
+    def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
+        return ["bkill", *job_ids]
+
+    # ---- submission
+    def _submit(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
+        if self.array:
+            records = []
+            for group in group_by_parent(jobs):
+                records.extend(self._submit_array(group, dry_run))
+            return records
+        records = []
+        for job in jobs:
+            cmd = self.submit_command(self.script_path(job))
+            if dry_run:
+                log.info("would submit %s", cmd)
+                records.append(self.record(job, None, cmd, self.script_path(job)))
+                continue
+            self.prepare(job)
+            proc = run_command(cmd, str(self.script_path(job)))
+            rec = self.record(job, parse_bsub(proc.stdout), cmd, self.script_path(job))
+            write_submit_record(job, rec)
+            records.append(rec)
+        return records
+
+    def array_values(self, jobs: Sequence[ChunkJob], stem: str) -> dict[str, str | None]:
+        walls = [w for w in (self.job_walltime(j) for j in jobs) if w]
+        mems = [m for m in (self.job_mem(j) for j in jobs) if m]
+        queues = {self.job_queue(j) for j in jobs}
+        if len(queues) > 1:
+            raise PipelineError(f"{jobs[0].name}: one job array cannot use several "
+                                f"queues ({', '.join(sorted(map(str, queues)))})")
+        return {
+            "name": f"{array_name(jobs)}[1-{len(jobs)}]",
+            "sched_log": f"{stem}.%I.lsf.log",
+            "index": f"{stem}.txt",
+            "script": self.script_name,
+            "walltime": self.format_walltime(max(walls)) if walls else None,
+            "mem": self.format_mem(max(mems)) if mems else None,
+            "queue": queues.pop(),
+            "cpus": str(max(self.job_cpus(j) for j in jobs)),
+        }
+
+    def _submit_array(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
+        folder = jobs[0].path.parent / "arrays"
+        stem = array_stem()
+        script = folder / f"{stem}.lsf"
+        cmd = self.submit_command(script)
+        if dry_run:
+            log.info("would submit %s (array of %d chunks)", cmd, len(jobs))
+            return [self.record(j, None, cmd, script, array_index=i + 1)
+                    for i, j in enumerate(jobs)]
+        path, text = load_template(self.array_template, self.template_dir)
+        body = render(text, self.array_values(jobs, stem), source=path)
+        folder.mkdir(parents=True, exist_ok=True)
+        for job in jobs:
+            self.prepare(job)
+        with atomic_path(folder / f"{stem}.txt") as tmp:
+            with open(tmp, "w") as fobj:
+                fobj.writelines(os.path.relpath(j.path, folder) + "\n" for j in jobs)
+        with atomic_path(script) as tmp:
+            with open(tmp, "w") as fobj:
+                fobj.write(body)
+        array_id = parse_bsub(run_command(cmd, str(script)).stdout)
+        records = []
+        for i, job in enumerate(jobs, start=1):  # LSF element indices start at 1
+            rec = self.record(job, f"{array_id}[{i}]", cmd, script,
+                              array_job_id=array_id, array_index=i)
+            write_submit_record(job, rec)
+            records.append(rec)
+        log.info("submitted %d chunks as LSF array %s", len(jobs), array_id)
+        return records
+
+    # ---- status
+    def _scheduler_states(self, jobs: list[ChunkJob],
+                          records: Mapping[str, SubmitRecord | None]
+                          ) -> dict[str, JobState | None]:
+        wanted = {j.name: records[j.name] for j in jobs
+                  if records[j.name] is not None and records[j.name].job_id}
+        if not wanted:
+            return {}
+        ids = sorted({r.array_job_id or r.job_id for r in wanted.values()})
+        try:
+            proc = subprocess.run(self.query_command(ids), capture_output=True, text=True,
+                                  timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            log.warning("bjobs failed: %s", err)
+            return {}
+        seen = parse_bjobs(proc.stdout)
+        if not seen and proc.returncode != 0 and "not found" not in proc.stderr:
+            log.warning("bjobs failed: %s", proc.stderr.strip())
+            return {}
+        out: dict[str, JobState | None] = {}
+        for name, rec in wanted.items():
+            stat = seen.get(rec.job_id)
+            # forgotten by LSF (older than CLEAN_PERIOD): it has finished
+            out[name] = lsf_state(stat) if stat else JobState.DONE
+        return out
+
+    def cancel(self, jobs: Sequence[ChunkJob]) -> None:
+        ids = []
+        for job in jobs:
+            rec = read_submit_record(job)
+            if rec is not None and rec.system == self.name and rec.job_id:
+                ids.append(rec.job_id)
+        if ids:
+            run_command(SubmitCommand(self.cancel_command(ids), cwd=os.getcwd()), "bkill")

@@ -1,0 +1,226 @@
+"""The ``slurm`` system: ``sbatch`` per chunk or one job array per tile.
+
+Status is one ``squeue -h -r -t all`` call for all the jobs (finished jobs stay
+visible for ``MinJobAge``); jobs squeue no longer knows are asked of ``sacct`` when
+accounting is enabled, and otherwise count as finished, so a chunk without an
+``exit_status`` then reads FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ...errors import PipelineError
+from ...fileio import atomic_path
+from .base import (BatchSystem, ChunkJob, JobState, SubmitCommand, SubmitRecord,
+                   array_name, array_stem, group_by_parent, hms, run_command,
+                   write_submit_record)
+from .template import load_template, render
+
+log = logging.getLogger(__name__)
+
+_PENDING = {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
+            "CONFIGURING", "POWER_UP_NODE"}
+_RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT",
+            "RESIZING", "UPDATE_DB"}
+
+
+def slurm_state(name: str) -> JobState:
+    """Map a SLURM job state (squeue %T or sacct State) to PENDING/RUNNING/DONE/FAILED."""
+    word = name.split()[0].rstrip("+").upper() if name.strip() else ""
+    if word in _PENDING:
+        return JobState.PENDING
+    if word in _RUNNING:
+        return JobState.RUNNING
+    if word == "COMPLETED":
+        return JobState.DONE
+    return JobState.FAILED  # FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, ...
+
+
+def parse_sbatch(stdout: str) -> str:
+    """Job id from ``sbatch --parsable`` output (``123`` or ``123;cluster``)."""
+    text = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    job_id = text.split(";")[0].strip()
+    if not job_id.isdigit():
+        raise PipelineError(f"sbatch: unexpected output {stdout.strip()!r}")
+    return job_id
+
+
+def parse_squeue(stdout: str) -> dict[str, str]:
+    """``{job id: state}`` from ``squeue -h -r -o %i|%T`` lines (array tasks as A_i)."""
+    out = {}
+    for line in stdout.splitlines():
+        if "|" in line:
+            job_id, state = line.split("|", 1)
+            out[job_id.strip()] = state.strip()
+    return out
+
+
+class SlurmSystem(BatchSystem):
+    """SLURM adapter; ``array=True`` submits one job array per tile."""
+
+    name = "slurm"
+    template = "slurm.sh"
+    array_template = "slurm-array.sh"
+    script_name = "job.slurm"
+    options = frozenset({"queue", "walltime", "mem", "cpus", "array", "template_dir",
+                         "poll", "submit_threads"})
+    default_poll = 5.0
+
+    def __init__(self, *, array: bool = False, submit_threads: int = 4, **kw) -> None:
+        super().__init__(**kw)
+        self.array = bool(array)
+        # a few sbatch calls in flight hide their round trips; slurmctld serialises anyway
+        self.submit_threads = max(1, int(submit_threads))
+
+    # ---- pure command construction (tests call these)
+    def submit_command(self, script: str | os.PathLike) -> SubmitCommand:
+        """``sbatch --parsable NAME`` run in the script's folder (SLURM_SUBMIT_DIR)."""
+        script = Path(script)
+        return SubmitCommand(["sbatch", "--parsable", script.name], cwd=str(script.parent))
+
+    def query_command(self, job_ids: Sequence[str]) -> list[str]:
+        return ["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", "-j", ",".join(job_ids)]
+
+    def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
+        return ["scancel", *job_ids]
+
+    # ---- submission
+    def _submit(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
+        if self.array:
+            records = []
+            for group in group_by_parent(jobs):
+                records.extend(self._submit_array(group, dry_run))
+            return records
+        if dry_run:
+            out = []
+            for job in jobs:
+                cmd = self.submit_command(self.script_path(job))
+                log.info("would submit %s", cmd)
+                out.append(self.record(job, None, cmd, self.script_path(job)))
+            return out
+        with ThreadPoolExecutor(max_workers=self.submit_threads) as pool:
+            return list(pool.map(self._submit_one, jobs))
+
+    def _submit_one(self, job: ChunkJob) -> SubmitRecord:
+        self.prepare(job)
+        cmd = self.submit_command(self.script_path(job))
+        proc = run_command(cmd, f"{job.path / self.script_name}")
+        rec = self.record(job, parse_sbatch(proc.stdout), cmd, self.script_path(job))
+        write_submit_record(job, rec)
+        log.debug("submitted %s as slurm job %s", job.name, rec.job_id)
+        return rec
+
+    def array_values(self, jobs: Sequence[ChunkJob], stem: str) -> dict[str, str | None]:
+        """Placeholders of the array template; resources are the largest of the jobs'."""
+        walls = [w for w in (self.job_walltime(j) for j in jobs) if w]
+        mems = [m for m in (self.job_mem(j) for j in jobs) if m]
+        queues = {self.job_queue(j) for j in jobs}
+        if len(queues) > 1:
+            raise PipelineError(f"{jobs[0].name}: one job array cannot use several "
+                                f"queues ({', '.join(sorted(map(str, queues)))})")
+        return {
+            "name": array_name(jobs),
+            "log": f"{stem}-%a.log",
+            "array": f"0-{len(jobs) - 1}",
+            "index": f"{stem}.txt",
+            "script": self.script_name,
+            "walltime": hms(max(walls)) if walls else None,
+            "mem": self.format_mem(max(mems)) if mems else None,
+            "queue": queues.pop(),
+            "cpus": str(max(self.job_cpus(j) for j in jobs)),
+        }
+
+    def _submit_array(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
+        """One array for jobs sharing a parent folder (a tile's ``chunks/``)."""
+        parent = jobs[0].path.parent
+        folder = parent / "arrays"
+        stem = array_stem()
+        script = folder / f"{stem}.slurm"
+        cmd = self.submit_command(script)
+        if dry_run:
+            log.info("would submit %s (array of %d chunks)", cmd, len(jobs))
+            return [self.record(j, None, cmd, script, array_index=i)
+                    for i, j in enumerate(jobs)]
+        path, text = load_template(self.array_template, self.template_dir)
+        body = render(text, self.array_values(jobs, stem), source=path)
+        folder.mkdir(parents=True, exist_ok=True)
+        for job in jobs:
+            self.prepare(job)
+        with atomic_path(folder / f"{stem}.txt") as tmp:
+            with open(tmp, "w") as fobj:
+                fobj.writelines(os.path.relpath(j.path, folder) + "\n" for j in jobs)
+        with atomic_path(script) as tmp:
+            with open(tmp, "w") as fobj:
+                fobj.write(body)
+        proc = run_command(cmd, str(script))
+        array_id = parse_sbatch(proc.stdout)
+        records = []
+        for i, job in enumerate(jobs):
+            rec = self.record(job, f"{array_id}_{i}", cmd, script,
+                              array_job_id=array_id, array_index=i)
+            write_submit_record(job, rec)
+            records.append(rec)
+        log.info("submitted %d chunks as slurm array %s", len(jobs), array_id)
+        return records
+
+    # ---- status
+    def _scheduler_states(self, jobs: list[ChunkJob],
+                          records: Mapping[str, SubmitRecord | None]
+                          ) -> dict[str, JobState | None]:
+        wanted = {}
+        for job in jobs:
+            rec = records[job.name]
+            if rec is not None and rec.job_id:
+                wanted[job.name] = rec
+        if not wanted:
+            return {}
+        # the array's id lists all its tasks with -r: one entry per array
+        ids = sorted({r.array_job_id or r.job_id for r in wanted.values()})
+        try:
+            proc = subprocess.run(self.query_command(ids), capture_output=True, text=True,
+                                  timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            log.warning("squeue failed: %s", err)
+            return {}
+        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
+            log.warning("squeue failed: %s", proc.stderr.strip())
+            return {}  # scheduler unreachable: states stay UNKNOWN unless files tell
+        seen = parse_squeue(proc.stdout)
+        missing = [r.job_id for r in wanted.values() if r.job_id not in seen]
+        if missing:
+            seen.update(self._sacct(missing))
+        out: dict[str, JobState | None] = {}
+        for name, rec in wanted.items():
+            state = seen.get(rec.job_id)
+            # unknown to the scheduler: it has finished and been purged
+            out[name] = slurm_state(state) if state else JobState.DONE
+        return out
+
+    def _sacct(self, job_ids: list[str]) -> dict[str, str]:
+        """States from accounting for jobs squeue has forgotten ({} without slurmdbd)."""
+        try:
+            proc = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State",
+                                   "-j", ",".join(job_ids)],
+                                  capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        if proc.returncode != 0:
+            return {}
+        return parse_squeue(proc.stdout)
+
+    def cancel(self, jobs: Sequence[ChunkJob]) -> None:
+        """``scancel`` the jobs' ids (array tasks individually) in one call."""
+        from .base import read_submit_record
+        ids = []
+        for job in jobs:
+            rec = read_submit_record(job)
+            if rec is not None and rec.system == self.name and rec.job_id:
+                ids.append(rec.job_id)
+        if ids:
+            run_command(SubmitCommand(self.cancel_command(ids), cwd=os.getcwd()), "scancel")

@@ -1,0 +1,159 @@
+"""Helpers for the megamixit tests (no tests here): small real FITS inputs.
+
+MEDS files here hold only what megamixit reads (object_data ``id``/``number``,
+metadata ``magzp_ref``); chunk files follow the ngmixit output layout
+(model_fits, epoch_data, meta_data) with values computed from the object id,
+so any chunking of the same objects yields the same rows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import fitsio
+import numpy as np
+import yaml
+
+from pipeline.megamixer.layout import RunLayout
+from pipeline.megamixer.tilerecord import TileRecord
+
+REPO = Path(__file__).resolve().parents[1]
+MAGZP = {"g": 30.0, "r": 29.5, "i": 31.0}
+
+
+def write_fake_meds(path: Path, ids: np.ndarray, band: str = "g") -> Path:
+    cat = np.zeros(len(ids), dtype=[("id", "i8"), ("number", "i8"), ("box_size", "i8")])
+    cat["id"] = ids
+    cat["number"] = np.arange(1, len(ids) + 1)
+    cat["box_size"] = 32
+    meta = np.zeros(1, dtype=[("magzp_ref", "f8"), ("band", "U2")])
+    meta["magzp_ref"] = MAGZP[band]
+    meta["band"] = band
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with fitsio.FITS(str(path), "rw", clobber=True) as fits:
+        fits.write(cat, extname="object_data")
+        fits.write(meta, extname="metadata")
+    return path
+
+
+def write_fof_file(path: Path, fofid: np.ndarray) -> Path:
+    fofs = np.zeros(len(fofid), dtype=[("fofid", "i8"), ("number", "i8")])
+    fofs["fofid"] = fofid
+    fofs["number"] = np.arange(1, len(fofid) + 1)
+    fitsio.write(str(path), fofs, extname="fofs", clobber=True)
+    return path
+
+
+def model_rows(ids: np.ndarray, nband: int) -> np.ndarray:
+    """model_fits rows whose values are a pure function of the id (like real fits)."""
+    dt = [("id", "i8"), ("number", "i4"), ("fofid", "i8"), ("flags", "i4"),
+          ("time_last_fit", "f8"), ("psf_flux", "f8", nband), ("psf_flux_err", "f8", nband),
+          ("exp_flux", "f8", nband), ("exp_flux_err", "f8", nband), ("exp_T", "f8"),
+          ("exp_T_err", "f8"), ("exp_s2n_w", "f8")]
+    out = np.zeros(len(ids), dtype=dt)
+    ids = np.asarray(ids, dtype=np.int64)
+    out["id"] = ids
+    out["number"] = ids % 100000
+    out["flags"] = np.where(ids % 7 == 0, 2, 0)
+    out["time_last_fit"] = 1.7e9 + np.random.default_rng().uniform(0, 100, len(ids))
+    base = (ids % 97 + 1).astype(float)[:, None] * np.arange(1, nband + 1)
+    out["psf_flux"] = 100.0 * base
+    out["psf_flux_err"] = 3.0 + base * 0
+    out["exp_flux"] = 120.0 * base
+    out["exp_flux_err"] = 4.0 + base * 0
+    # unfit objects carry the -9999 / 9999 defaults; some fluxes are negative
+    bad = ids % 11 == 0
+    out["exp_flux"][bad] = -9999.0
+    out["exp_flux_err"][bad] = 9999.0
+    out["exp_flux"][ids % 13 == 0, 0] = -5.0
+    out["exp_T"] = 0.5 + (ids % 5) * 0.1
+    out["exp_T_err"] = 0.05
+    out["exp_s2n_w"] = 30.0
+    return out
+
+
+def epoch_rows(ids: np.ndarray, nband: int, nepoch: int = 2) -> np.ndarray:
+    dt = [("id", "i8"), ("band_num", "i4"), ("cutout_index", "i4"), ("wsum", "f8")]
+    n = len(ids) * nband * nepoch
+    out = np.zeros(n, dtype=dt)
+    out["id"] = np.repeat(ids, nband * nepoch)
+    out["band_num"] = np.tile(np.repeat(np.arange(nband), nepoch), len(ids))
+    out["cutout_index"] = np.tile(np.arange(1, nepoch + 1), len(ids) * nband)
+    out["wsum"] = out["id"] * 0.5 + out["band_num"] + out["cutout_index"]
+    return out
+
+
+def meta_row(bands: list[str]) -> np.ndarray:
+    meta = np.zeros(1, dtype=[("magzp_ref", "f8", len(bands)), ("config", "U20"),
+                              ("seed", "i8")])
+    meta["magzp_ref"] = [MAGZP[b] for b in bands]
+    meta["config"] = "models: [exp]"
+    meta["seed"] = 42
+    return meta
+
+
+def write_chunk_file(path: Path, ids: np.ndarray, bands: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with fitsio.FITS(str(path), "rw", clobber=True) as fits:
+        fits.write(model_rows(ids, len(bands)), extname="model_fits")
+        fits.write(epoch_rows(ids, len(bands)), extname="epoch_data")
+        fits.write(meta_row(bands), extname="meta_data")
+    return path
+
+
+def chunk_ids(rec: TileRecord, meds_ids: np.ndarray, fofid: np.ndarray | None = None
+              ) -> list[np.ndarray]:
+    """Ids of each chunk's objects, group by group (what ngmixit would write)."""
+    out = []
+    for first, last in rec.ranges:
+        if fofid is None:
+            out.append(meds_ids[first:last + 1])
+        else:
+            rows = np.flatnonzero((fofid >= first) & (fofid <= last))
+            rows = rows[np.lexsort((rows, fofid[rows]))]
+            out.append(meds_ids[rows])
+    return out
+
+
+def fake_run_chunks(layout: RunLayout, rec: TileRecord, meds_ids: np.ndarray,
+                    fofid: np.ndarray | None = None, skip: tuple = ()) -> None:
+    """Write every chunk's output as a finished job would (except chunks in ``skip``)."""
+    for k, ((first, last), ids) in enumerate(zip(rec.ranges, chunk_ids(rec, meds_ids, fofid))):
+        if k in skip:
+            continue
+        write_chunk_file(layout.chunk_file(rec.tile, first, last), ids, rec.bands)
+
+
+def make_inputs(root: Path, tiles: dict[str, int], bands=("g", "r"), chunksize=10,
+                extra: dict | None = None, id_offset: int = 1000) -> dict:
+    """MEDS files per tile, a fit config, a run config and a tiles file under ``root``.
+
+    Returns paths and the MEDS ids per tile (ids are shuffled, not sorted: order
+    must come from the MEDS file, not from sorting).
+    """
+    rng = np.random.default_rng(1)
+    inputs = root / "inputs"
+    ids = {}
+    for k, (tile, n) in enumerate(tiles.items()):
+        tid = id_offset * (k + 1) + rng.permutation(n)
+        ids[tile] = tid
+        for band in bands:
+            write_fake_meds(inputs / f"{tile}-{band}-meds.fits", tid, band)
+    cfgdir = root / "cfg"
+    cfgdir.mkdir(parents=True, exist_ok=True)
+    (cfgdir / "fit.yaml").write_text("models: [exp]\n")
+    conf = {"run": "run1", "fit_config": "fit.yaml", "bands": list(bands),
+            "input_dir": "../inputs", "output_dir": "../out", "chunksize": chunksize,
+            "seed": 42}
+    conf.update(extra or {})
+    (cfgdir / "run.yaml").write_text(yaml.safe_dump(conf))
+    (cfgdir / "tiles.txt").write_text("# tiles\n\n" + "".join(f"{t}\n" for t in tiles))
+    return {"root": root, "run_config": cfgdir / "run.yaml", "tiles": cfgdir / "tiles.txt",
+            "ids": ids, "run_dir": root / "out" / "run1", "inputs": inputs}
+
+
+def python_path_env(monkeypatch) -> None:
+    """Let job scripts (run from chunk dirs) import the package without installing it."""
+    old = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + (os.pathsep + old if old else ""))

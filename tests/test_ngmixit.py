@@ -1,0 +1,202 @@
+"""ngmixit end to end on a simulated tile: accuracy, chunking, resume, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import fitsio
+import numpy as np
+import pytest
+
+from pipeline.output import NONDETERMINISTIC_COLUMNS
+
+NOBJ = 200
+BANDS = "g,r"
+SEED = 31415
+
+FIT_CONFIG = """\
+fitter_type: max
+region: weight
+psf_pars: {model: coellip3, ntry: 4}
+max_pars: {ntry: 2}
+models: [exp]
+model_pars:
+  exp:
+    cen: {type: normal2d, width: 0.263}
+    g: {type: ba, sigma: 0.3}
+checkpoint_seconds: 600
+"""
+
+
+def ngmixit(*args, check=True, **kw):
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli.ngmixit", *map(str, args)],
+                          capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ngmixit failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tile(tmp_path_factory):
+    """A 200-object, 2-band, 3-epoch simulated tile without blends."""
+    outdir = tmp_path_factory.mktemp("tile")
+    subprocess.run([sys.executable, "-m", "pipeline.cli.sim", str(outdir), "--tile", "T1",
+                    "--nobj", str(NOBJ), "--bands", BANDS, "--nepoch", "3", "--seed", "7",
+                    "--blend-frac", "0", "--star-frac", "0.05"], check=True)
+    conf = outdir / "fit.yaml"
+    conf.write_text(FIT_CONFIG)
+    meds = [outdir / f"T1-{b}-meds.fits" for b in BANDS.split(",")]
+    return {"dir": outdir, "conf": conf, "meds": meds, "truth": outdir / "T1-truth.fits"}
+
+
+@pytest.fixture(scope="module")
+def full_run(tile):
+    out = tile["dir"] / "full.fits"
+    ngmixit(tile["conf"], out, *tile["meds"], "--seed", SEED)
+    return out
+
+
+def comparable(table: np.ndarray) -> np.ndarray:
+    names = [n for n in table.dtype.names if n not in NONDETERMINISTIC_COLUMNS]
+    return table[names]
+
+
+def test_accuracy_against_truth(tile, full_run):
+    cat = fitsio.read(full_run, ext="model_fits")
+    truth = fitsio.read(tile["truth"])
+    assert np.array_equal(cat["id"], truth["id"])
+    ok = cat["flags"] == 0
+    assert ok.mean() >= 0.97, f"only {ok.mean():.3f} of objects have flags 0"
+
+    gal = ok & (truth["is_star"] == 0)
+    s2n = cat["exp_s2n_w"]
+    sel = gal & (s2n > 30)
+    assert sel.sum() >= 30, "too few bright galaxies to test"
+    nband = len(BANDS.split(","))
+    for band in range(nband):
+        frac = cat["exp_flux"][sel, band] / truth["flux"][sel, band] - 1
+        err = 1.2533 * np.std(frac) / np.sqrt(sel.sum())
+        med = np.median(frac)
+        assert abs(med) <= 0.02, f"band {band}: median flux error {med:+.4f} +- {err:.4f}"
+    tfrac = cat["exp_T"][sel] / truth["T"][sel] - 1
+    assert abs(np.median(tfrac)) <= 0.05, f"median T error {np.median(tfrac):+.4f}"
+
+
+def test_outputs_have_reference_tables(full_run):
+    with fitsio.FITS(full_run) as fits:
+        names = {hdu.get_extname() for hdu in fits}
+        assert {"model_fits", "epoch_data", "meta_data"} <= names
+        cols = set(fits["model_fits"].get_colnames())
+        for col in ("id", "number", "fofid", "flags", "time_last_fit", "nimage_tot",
+                    "nimage_use", "mask_frac", "psfrec_T", "psfrec_g", "psf_flux",
+                    "psf_flux_err", "psf_flux_s2n", "exp_flags", "exp_pars", "exp_pars_cov",
+                    "exp_g", "exp_g_cov", "exp_T", "exp_T_err", "exp_flux", "exp_flux_err",
+                    "exp_s2n_w", "exp_chi2per", "exp_dof", "exp_T_r"):
+            assert col in cols, col
+        epochs = fits["epoch_data"].read()
+        models = fits["model_fits"].read()
+        meta = fits["meta_data"].read()
+    # every used epoch is listed once per object, and matches nimage_use
+    counts = np.bincount(np.searchsorted(models["id"], epochs["id"]), minlength=len(models))
+    assert np.array_equal(counts, models["nimage_use"].sum(axis=1))
+    assert meta["seed"][0] == SEED
+    assert "models:" in meta["config"][0]
+    assert not os.path.exists(str(full_run).replace(".fits", "-checkpoint.fits"))
+
+
+def test_chunks_concatenate_to_single_run(tile, full_run):
+    parts = []
+    for rng in ("0,99", "100,199"):
+        out = tile["dir"] / f"chunk-{rng.replace(',', '-')}.fits"
+        ngmixit(tile["conf"], out, *tile["meds"], "--seed", SEED, "--fof-range", rng)
+        parts.append(fitsio.read(out, ext="model_fits"))
+    joined = np.concatenate(parts)
+    whole = fitsio.read(full_run, ext="model_fits")
+    assert joined.dtype == whole.dtype
+    assert np.array_equal(comparable(joined), comparable(whole))
+
+
+def test_resume_after_sigkill(tile, full_run):
+    out = tile["dir"] / "killed.fits"
+    ckpt = tile["dir"] / "killed-checkpoint.fits"
+    args = [sys.executable, "-m", "pipeline.cli.ngmixit", tile["conf"], out, *tile["meds"],
+            "--seed", SEED, "--checkpoint-seconds", "0"]
+    proc = subprocess.Popen([str(a) for a in args], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert ckpt.exists(), "no checkpoint was written"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "the killed run left an output file"
+    rerun = ngmixit(*args[3:])
+    assert "resuming from checkpoint" in rerun.stderr
+    resumed_at = int(rerun.stderr.split("at group ")[1].split()[0])
+    assert 0 < resumed_at < NOBJ
+    assert np.array_equal(comparable(fitsio.read(out, ext="model_fits")),
+                          comparable(fitsio.read(full_run, ext="model_fits")))
+    assert np.array_equal(fitsio.read(out, ext="epoch_data"),
+                          fitsio.read(full_run, ext="epoch_data"))
+    assert not ckpt.exists()
+
+
+@pytest.mark.parametrize("case", ["bad_key", "band_mismatch", "missing_meds", "bad_range"])
+def test_bad_input_one_line_no_output(tile, tmp_path, case):
+    conf, meds = tile["conf"], list(tile["meds"])
+    extra = []
+    if case == "bad_key":
+        conf = tmp_path / "bad.yaml"
+        conf.write_text(FIT_CONFIG.replace("models:", "modles:"))
+        expect = "unknown key 'modles' (did you mean 'models'?)"
+    elif case == "band_mismatch":
+        small = tmp_path / "small"
+        subprocess.run([sys.executable, "-m", "pipeline.cli.sim", str(small), "--tile", "S",
+                        "--nobj", "10", "--bands", "g", "--nepoch", "1", "--seed", "1"],
+                       check=True)
+        meds = [meds[0], small / "S-g-meds.fits"]
+        expect = "band files must match"
+    elif case == "missing_meds":
+        meds = [meds[0], tmp_path / "nope-meds.fits"]
+        expect = "nope-meds.fits: MEDS file not found"
+    else:
+        extra = ["--fof-range", f"150,{NOBJ + 5}"]
+        expect = "is outside the"
+    out = tmp_path / "out.fits"
+    proc = ngmixit(conf, out, *meds, "--seed", 1, *extra, check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], lines
+    assert not out.exists()
+
+
+def test_fitter_exception_flags_object_and_run_goes_on(tile, tmp_path, monkeypatch):
+    from pipeline.fitters.maxlike import MaxLikeFitter
+    from pipeline.gmix import flags as F
+    from pipeline.runner import Run, RunOptions
+
+    truth = fitsio.read(tile["truth"])
+    bad_id = int(truth["id"][3])
+    original = MaxLikeFitter.fit_models
+
+    def exploding(self, obj, mbobs, rng, row):
+        if obj.id == bad_id:
+            raise RuntimeError("boom in the model fit")
+        return original(self, obj, mbobs, rng, row)
+
+    monkeypatch.setattr(MaxLikeFitter, "fit_models", exploding)
+    out = tmp_path / "diag.fits"
+    Run(str(tile["conf"]), str(out), [str(m) for m in tile["meds"]],
+        RunOptions(fof_range=(0, 9), seed=SEED, progress=False)).execute()
+    cat = fitsio.read(out, ext="model_fits")
+    assert len(cat) == 10
+    bad = cat["id"] == bad_id
+    assert cat["flags"][bad][0] & F.UTTER_FAILURE
+    assert np.mean(cat["flags"][~bad] == 0) >= 0.8
+    diag = (tmp_path / "diag-diagnostics.jsonl").read_text().strip().splitlines()
+    assert len(diag) == 1
+    assert f'"id": {bad_id}' in diag[0] and "boom in the model fit" in diag[0]
+    assert '"stage": "model:exp"' in diag[0]

@@ -1,0 +1,173 @@
+"""The batch-system contract on the ``local`` system, plus templates and the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.megamixer.systems import ChunkJob, JobState, get_system, read_submit_record
+from pipeline.megamixer.systems.base import mem_megabytes, walltime_seconds
+from pipeline.megamixer.systems.template import load_template, placeholders, template_dir
+from tests.slurm.chunkjobs import make_jobs, read_out
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATES = ["shell.sh", "slurm.sh", "slurm-array.sh", "lsf.sh", "lsf-array.sh"]
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_template_documents_every_placeholder(name):
+    _, text = load_template(name)
+    doc = "\n".join(line for line in text.splitlines() if line.startswith("##"))
+    used = placeholders(text)
+    assert used, f"{name} uses no placeholders"
+    undocumented = [p for p in used if f"##   {p} " not in doc and f" {p}," not in doc
+                    and f" {p}:" not in doc]
+    assert not undocumented, f"{name}: placeholders not documented: {undocumented}"
+
+
+def test_local_runs_chunks_and_reports_states(tmp_path):
+    jobs = make_jobs(tmp_path, 5, exit_codes={3: 3},
+                     command='echo "chunk {i} $GREETING $(cat ../extra.txt)" > out.txt',
+                     extra_cmds=["echo from-extra > ../extra.txt"], env={"GREETING": "hi there"})
+    system = get_system("local", workers=2)
+    assert system.script_name == "job.sh"
+    records = system.submit(jobs)
+    assert [r.name for r in records] == [j.name for j in jobs]
+    states = system.query(jobs)
+    assert states == {j.name: (JobState.FAILED if i == 3 else JobState.DONE)
+                      for i, j in enumerate(jobs)}
+    for i, job in enumerate(jobs):
+        assert read_out(job) == f"chunk {i} hi there from-extra"
+        assert (job.path / "exit_status").read_text().strip() == ("3" if i == 3 else "0")
+        logtext = (job.path / "job.log").read_text()
+        assert f"exit status {3 if i == 3 else 0}" in logtext
+        rec = json.loads((job.path / "submit.json").read_text())
+        assert rec["system"] == "local" and rec["name"] == job.name
+        assert rec["cwd"] == job.chunk_dir
+    # the scripts carry no absolute path: the tree can be moved
+    for job in jobs:
+        assert str(tmp_path) not in (job.path / "job.sh").read_text()
+
+
+def test_workers_run_in_parallel(tmp_path):
+    # each chunk records when it starts and ends; two workers must overlap two chunks
+    jobs = make_jobs(tmp_path, 2, command="date +%s.%N > t0; sleep 1; date +%s.%N > t1")
+    get_system("local", workers=2).submit(jobs)
+    (a0, a1), (b0, b1) = [(float((j.path / "t0").read_text()), float((j.path / "t1").read_text()))
+                          for j in jobs]
+    assert max(a0, b0) < min(a1, b1), "the two chunks did not run at the same time"
+
+
+def test_moved_run_tree_still_runs(tmp_path):
+    jobs = make_jobs(tmp_path / "run", 2, command="cat ../../input.txt > out.txt")
+    (tmp_path / "run" / "T0001").mkdir(parents=True)
+    (tmp_path / "run" / "T0001" / "input.txt").write_text("payload\n")
+    system = get_system("local", workers=1)
+    system.submit(jobs)
+    shutil.move(tmp_path / "run", tmp_path / "moved")
+    moved = [ChunkJob(**{**j.__dict__, "run_dir": str(tmp_path / "moved")}) for j in jobs]
+    # the old scripts, run in place after the move, still work
+    for job in moved:
+        (job.path / "out.txt").unlink()
+        subprocess.run(["bash", str(job.path / "job.sh")], check=True)
+        assert read_out(job) == "payload"
+    assert system.query(moved) == {j.name: JobState.DONE for j in moved}
+
+
+def test_resubmission_clears_old_status(tmp_path):
+    jobs = make_jobs(tmp_path, 1, exit_codes={0: 2})
+    system = get_system("local")
+    system.submit(jobs)
+    assert system.query(jobs)[jobs[0].name] is JobState.FAILED
+    fixed = make_jobs(tmp_path, 1)
+    system.submit(fixed)
+    assert system.query(fixed)[fixed[0].name] is JobState.DONE
+    log = (fixed[0].path / "job.log").read_text()
+    assert "exit status 2" in log and "exit status 0" in log  # attempts are appended
+
+
+def test_not_submitted_and_dry_run_write_nothing(tmp_path):
+    jobs = make_jobs(tmp_path, 2)
+    system = get_system("local")
+    assert system.query(jobs) == {j.name: JobState.NOT_SUBMITTED for j in jobs}
+    records = system.submit(jobs, dry_run=True)
+    assert [r.job_id for r in records] == [None, None]
+    assert records[0].command == ["bash", "job.sh"]
+    assert not (tmp_path / "T0001").exists()
+
+
+_SUBMITTER = textwrap.dedent("""
+    import sys
+    from pipeline.megamixer.systems import get_system
+    from tests.slurm.chunkjobs import make_jobs
+    jobs = make_jobs(sys.argv[1], 1, command="echo $$ > pid; sleep 60")
+    get_system("local").submit(jobs)
+""")
+
+
+def test_later_process_sees_running_then_failed_when_killed(tmp_path):
+    """A chunk whose submitting process was killed reads FAILED, not RUNNING forever."""
+    proc = subprocess.Popen([sys.executable, "-c", _SUBMITTER, str(tmp_path)], cwd=REPO)
+    job = make_jobs(tmp_path, 1)[0]
+    deadline = time.monotonic() + 30
+    while not (job.path / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert (job.path / "pid").exists(), "the chunk never started"
+        system = get_system("local")
+        assert system.query([job])[job.name] is JobState.RUNNING
+        assert read_submit_record(job).pid == proc.pid
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        pid = int((job.path / "pid").read_text())
+        os.killpg(os.getpgid(pid), signal.SIGKILL)  # the chunk's own process group
+    assert get_system("local").query([job])[job.name] is JobState.FAILED
+    assert not (job.path / "exit_status").exists()
+
+
+def test_registry_errors_are_one_line():
+    with pytest.raises(ConfigError, match="did you mean 'slurm'"):
+        get_system("slurn")
+    with pytest.raises(ConfigError, match="unknown batch-system option 'wrokers'.*'workers'"):
+        get_system("local", wrokers=2)
+    with pytest.raises(ConfigError, match="walltime '2h'"):
+        get_system("slurm", walltime="2h")
+    # options meant for other systems are ignored; None means unset
+    system = get_system("slurm", workers=4, scheduler_address=None, dask_cluster="slurm",
+                        queue="debug", array=True)
+    assert system.array and system.queue == "debug"
+    with pytest.raises(ConfigError, match="plain relative path"):
+        ChunkJob(name="a", run_dir="/x", chunk_dir="/abs/chunk", command=["true"])
+    with pytest.raises(ConfigError, match="plain relative path"):
+        ChunkJob(name="a", run_dir="/x", chunk_dir="t/../../up", command=["true"])
+
+
+def test_resource_parsing():
+    assert walltime_seconds("02:30:00") == 9000
+    assert walltime_seconds("1-00:00:00") == 86400
+    assert walltime_seconds("01:30") == 5400
+    assert walltime_seconds(90) == 5400  # minutes, as in the run config
+    assert mem_megabytes("2G") == 2048
+    assert mem_megabytes("500MB") == 500
+    assert mem_megabytes("1.5g") == 1536
+    assert mem_megabytes(4000) == 4000
+    for bad in ("2 hours", "-1"):
+        with pytest.raises(ConfigError):
+            walltime_seconds(bad)
+    with pytest.raises(ConfigError):
+        mem_megabytes("lots")
+
+
+def test_template_dir_is_the_repos():
+    assert template_dir() == REPO / "jobtemplates"
