@@ -10,16 +10,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def band_pars(pars: np.ndarray, model: str, band: int, nband: int) -> np.ndarray:
-    """Single-band parameters [v, u, g1, g2, T, (fracdev,) flux] of a multi-band fit."""
-    nshape = 6 if model == "bdf" else 5
-    return np.concatenate([pars[:nshape], [pars[nshape + band]]])
-
-
 def render_model(obs, pars: np.ndarray, model: str, band: int, nband: int) -> np.ndarray:
     """Model image of one epoch: the model convolved with the epoch's PSF mixture."""
-    from .gmix.gmix import make_gmix
-    gm = make_gmix(band_pars(pars, model, band, nband), model)
+    from .gmix.gmix import GMixModel
+    gm = GMixModel(pars, model, band=band)
     if obs.psf is not None and getattr(obs.psf, "gmix", None) is not None:
         gm = gm.convolve(obs.psf.gmix)
     return gm.make_image(obs.image.shape, jacobian=obs.jacobian)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -125,6 +126,10 @@ def test_tables_number_and_strings(tmp_path):
         meta = m.get_meta()
         assert meta["magzp_ref"][0] == 30.0 and meta["band"][0] == "r"
         assert m.nmax == NMAX
+        # picklable (for dask/multiprocessing workers): reopens from the path
+        m2 = pickle.loads(pickle.dumps(m))
+        np.testing.assert_array_equal(m2.get_cutout(1, 2), m.get_cutout(1, 2))
+        m2.close()
     _handmade(path, number=True, metadata=False)
     with MEDS(path) as m:
         np.testing.assert_array_equal(m["number"], [5, 6, 7, 8])

@@ -5,7 +5,6 @@ The real-fit end to end (ngmixit jobs) is in test_megamixit_e2e.py.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -269,3 +268,52 @@ def test_bad_input_one_line_errors(tmp_path):
         assert len(errlines) == 1 and p.stderr.endswith(errlines[0] + "\n"), p.stderr
         assert want in errlines[0], (want, errlines[0])
     assert not (inp["run_dir"] / "T1" / "T1-run1.fits").exists()
+
+
+def test_run_local_failed_chunk_rerun_and_collate(tmp_path, capsys):
+    """The local system runs real job scripts (a stand-in fitter, see support): a failing
+    chunk shows in status, blocks collate, and is the only one resubmitted."""
+    from .test_megamixit_support import fake_ngmixit_cmds
+    inp, layout, recs = _setup(tmp_path, extra={"extra_cmds": fake_ngmixit_cmds(tmp_path),
+                                                "workers": 2})
+    bad = layout.chunk_dir("T1", 10, 19)
+    (bad / "FAIL").write_text("")
+    capsys.readouterr()
+    assert mmx("run", inp["run_config"], inp["tiles"]) == 1
+    out = capsys.readouterr().out
+    assert "submitted 5 chunk(s) with system 'local'" in out and "4 done, 1 failed" in out
+    assert mmx("status", inp["run_config"], inp["tiles"], "--logs") == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split() == ["T1", "3", "2", "1", "0", "0", "0", "0", "no"]
+    assert "fake ngmixit: failing on purpose" in out
+    assert mmx("collate", inp["run_config"], inp["tiles"], "--tile", "T1") == 2
+    assert "T1/chunks/chunk000010-000019 (missing)" in capsys.readouterr().err
+    (bad / "FAIL").unlink()
+    assert mmx("run", inp["run_config"], inp["tiles"]) == 0
+    assert "submitted 1 chunk(s) with system 'local' in" in capsys.readouterr().out
+    assert mmx("collate", inp["run_config"], inp["tiles"]) == 0
+    for t in TILES:
+        got = fitsio.read(str(layout.collated(t)), ext="model_fits")
+        assert np.array_equal(got["id"], inp["ids"][t])
+    assert mmx("run", inp["run_config"], inp["tiles"]) == 0
+    assert "nothing to submit (0 chunk(s) done, 0 active, 2 tile(s) collated)" in \
+        capsys.readouterr().out
+
+
+def test_cli_overrides_extra_cmds_and_seed(tmp_path, capsys):
+    inp = make_inputs(tmp_path, {"T1": 4})
+    extra = tmp_path / "extra.sh"
+    extra.write_text("source /opt/venv/bin/activate\n\nexport OMP_NUM_THREADS=1\n")
+    assert mmx("setup", inp["run_config"], inp["tiles"], "--extra-cmds", extra,
+               "--seed", 7, "--walltime", "00:30:00") == 0
+    layout = RunLayout(inp["run_dir"], "run1")
+    script = (layout.chunk_dir("T1", 0, 3) / "job.sh").read_text()
+    assert "source /opt/venv/bin/activate\nexport OMP_NUM_THREADS=1\n" in script
+    assert "--seed 7 " in script
+    copy = yaml.safe_load((inp["run_dir"] / "run-config.yaml").read_text())
+    assert copy["seed"] == 7 and copy["walltime"] == "00:30:00"
+    capsys.readouterr()
+    assert mmx("run", inp["run_config"], inp["tiles"], "--dry-run") == 0
+    assert mmx("run", inp["run_config"], inp["tiles"], "--seed", 7, "--dry-run") == 0
+    assert mmx("run", inp["run_config"], inp["tiles"], "--seed", 8, "--dry-run") == 2
+    assert "tile T1 was set up with seed 7, not 8" in capsys.readouterr().err

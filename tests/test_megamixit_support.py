@@ -157,3 +157,35 @@ def python_path_env(monkeypatch) -> None:
     """Let job scripts (run from chunk dirs) import the package without installing it."""
     old = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", str(REPO) + (os.pathsep + old if old else ""))
+
+
+FAKE_NGMIXIT = '''
+"""Stand-in for ngmixit in job scripts: writes the chunk file a real fit would
+(rows from the object ids of the FoF range), fails if a FAIL file is present."""
+import os, sys
+import fitsio
+import numpy as np
+sys.path.insert(0, os.environ["MMX_REPO"])
+from tests.test_megamixit_support import write_chunk_file
+
+args = sys.argv[1:]
+first, last = map(int, args[args.index("--fof-range") + 1].split(","))
+meds = [a for a in args[2:args.index("--fof-range")]]
+if os.path.exists("FAIL") or not all(os.path.exists(m) for m in meds):
+    sys.exit("fake ngmixit: failing on purpose")
+ids = fitsio.read(meds[0], ext="object_data", columns=["id"])["id"]
+bands = [fitsio.read(m, ext="metadata")["band"][0] for m in meds]
+tmp = ".tmp-" + args[1]
+write_chunk_file(__import__("pathlib").Path(tmp), ids[first:last + 1], bands)
+os.replace(tmp, args[1])
+'''
+
+
+def fake_ngmixit_cmds(tmp_path: Path) -> list[str]:
+    """extra_cmds lines that replace ``python3 -m pipeline.cli.ngmixit`` by the stand-in
+    (a shell function shadows the python3 binary inside the job script only)."""
+    import sys
+    script = tmp_path / "fake_ngmixit.py"
+    script.write_text(FAKE_NGMIXIT)
+    return [f"export MMX_REPO={REPO}",
+            f'python3() {{ shift 2; "{sys.executable}" "{script}" "$@"; }}']

@@ -22,6 +22,7 @@ The same linear operator is applied to a 90-degree rotated noise field
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import Any
@@ -56,6 +57,12 @@ def shear_matrix_vu(g1: float, g2: float) -> np.ndarray:
     return norm * np.array([[1.0 - g1, g2], [g2, 1.0 + g1]])
 
 
+def _inv2(a: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x2 matrix (cheaper than numpy.linalg for this size)."""
+    det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
+    return np.array([[a[1, 1], -a[0, 1]], [-a[1, 0], a[0, 0]]]) / det
+
+
 def _fft_size(n: int, pad: float) -> int:
     import scipy.fft
     m = scipy.fft.next_fast_len(int(math.ceil(n * pad)), real=True)
@@ -70,8 +77,9 @@ def _freqs(m: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sinc(x: np.ndarray) -> np.ndarray:
-    """sin(x)/x."""
-    return np.sinc(x / math.pi)
+    """sin(x)/x (x = 0 maps to 1)."""
+    x = np.where(x == 0.0, 1e-300, x)
+    return np.sin(x) / x
 
 
 def gauss_pixel_ft(kr: np.ndarray, kc: np.ndarray, sigma2_world: float,
@@ -82,13 +90,13 @@ def gauss_pixel_ft(kr: np.ndarray, kc: np.ndarray, sigma2_world: float,
     Pixel-space covariance is J^-1 S J^-T; the sheared profile's FT at k is the
     unsheared FT at q = A_pix^-T k with A_pix = J^-1 A J.
     """
-    jinv = np.linalg.inv(jmat)
+    jinv = _inv2(jmat)
     cov = sigma2_world * (jinv @ jinv.T)
     KR = kr[:, None]
     KC = kc[None, :]
     if amat is not None:
         apix = jinv @ amat @ jmat
-        mt = np.linalg.inv(apix).T
+        mt = _inv2(apix).T
         qr = mt[0, 0] * KR + mt[0, 1] * KC
         qc = mt[1, 0] * KR + mt[1, 1] * KC
     else:
@@ -144,61 +152,56 @@ def _psf_transform(psf_image: np.ndarray, centre: tuple[float, float], m: int) -
 # exact resampling of band-limited periodic images
 # --------------------------------------------------------------------------
 
-def _dirichlet(x: np.ndarray, m: int) -> np.ndarray:
-    """Periodic interpolation kernel of an even-length m trigonometric series."""
-    s = np.sin(math.pi * x)
-    t = np.tan(math.pi * x / m)
-    out = np.empty_like(x)
-    small = np.abs(t) < 1e-12
-    out[~small] = s[~small] / (m * t[~small])
-    out[small] = np.cos(math.pi * x[small])  # limit at integer multiples of m
-    return out
-
-
-def _scale_matrix(m: int, centre: float, factor: float) -> np.ndarray:
-    """R with (R h)[j] = h(centre + factor*(j - centre)) for periodic band-limited h."""
-    j = np.arange(m)
-    x = centre + factor * (j - centre)
-    return _dirichlet(x[:, None] - j[None, :], m)
-
-
-def _shift_rows(h: np.ndarray, s: float, c0: float) -> np.ndarray:
-    """out(r, c) = h(r + s*(c - c0), c) along axis -2 (each column its own shift)."""
-    m = h.shape[-2]
-    kr = 2.0 * math.pi * np.fft.rfftfreq(m)
-    c = np.arange(h.shape[-1]) - c0
-    ph = np.exp(1j * kr[:, None] * (s * c)[None, :])
-    return np.fft.irfft(np.fft.rfft(h, axis=-2) * ph, n=m, axis=-2)
-
-
-def _shift_cols(h: np.ndarray, t: float, r0: float) -> np.ndarray:
-    """out(r, c) = h(r, c + t*(r - r0)) along axis -1 (each row its own shift)."""
-    m = h.shape[-1]
-    kc = 2.0 * math.pi * np.fft.rfftfreq(m)
-    r = np.arange(h.shape[-2]) - r0
-    ph = np.exp(1j * (t * r)[:, None] * kc[None, :])
-    return np.fft.irfft(np.fft.rfft(h, axis=-1) * ph, n=m, axis=-1)
+@functools.lru_cache(maxsize=64)
+def _eval_matrix(m: int, centre: float, factor: float) -> np.ndarray:
+    """C with Re(C @ rfft(h)) = h(centre + factor*(j - centre)), j = 0..m-1, for a
+    band-limited periodic h of even length m (trigonometric interpolation)."""
+    k = 2.0 * math.pi * np.fft.rfftfreq(m)
+    w = np.full(k.size, 2.0 / m)
+    w[0] = w[-1] = 1.0 / m  # DC and Nyquist appear once in the real series
+    x = centre + factor * (np.arange(m) - centre)
+    return np.exp(1j * x[:, None] * k[None, :]) * w[None, :]
 
 
 def resample_linear(h: np.ndarray, bmat: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
     """out(p) = h(centre + B (p - centre)) for band-limited periodic h (..., M, M), det B = 1.
 
-    B = [[1, s], [0, 1]] diag(1/d, d) [[1, 0], [t, 1]] with s = b/d, t = c/d.
+    B = [[1, s], [0, 1]] diag(a - b c/d, d) [[1, 0], [t, 1]] with s = b/d, t = c/d:
+    a per-column shift and rescale along rows (one rfft, phase, one matrix
+    product), then a per-row rescale and shift along columns (the same).
     """
     (a, b), (c, d) = bmat
     r0, c0 = centre
     m = h.shape[-1]
     s = b / d
     t = c / d
-    out = h
+    k = 2.0 * math.pi * np.fft.rfftfreq(m)
+    pos = np.arange(m)
+    hr = np.fft.rfft(h, axis=-2)
     if s != 0.0:
-        out = _shift_rows(out, s, c0)
-    rr = _scale_matrix(m, r0, a - b * c / d)
-    rc = _scale_matrix(m, c0, d)
-    out = rr @ out @ rc.T
+        hr = hr * np.exp(1j * k[:, None] * (s * (pos - c0))[None, :])
+    h1 = _re_left(_eval_matrix(m, r0, a - b * c / d), hr)
+    hc = np.fft.rfft(h1, axis=-1)
     if t != 0.0:
-        out = _shift_cols(out, t, r0)
-    return out
+        hc = hc * np.exp(1j * (d * t * (pos - r0))[:, None] * k[None, :])
+    return _re_right(hc, _eval_matrix(m, c0, d))
+
+
+def _re_left(cmat: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Re(C @ h) over the last two axes of a stack, as two real 2-d BLAS products."""
+    kdim, mdim = h.shape[-2:]
+    lead = h.shape[:-2]
+    hs = np.moveaxis(h, -2, 0).reshape(kdim, -1)
+    out = cmat.real @ np.ascontiguousarray(hs.real) - cmat.imag @ np.ascontiguousarray(hs.imag)
+    return np.moveaxis(out.reshape((cmat.shape[0],) + lead + (mdim,)), 0, -2)
+
+
+def _re_right(h: np.ndarray, cmat: np.ndarray) -> np.ndarray:
+    """Re(h @ C^T) over the last two axes of a stack."""
+    lead = h.shape[:-1]
+    hs = h.reshape(-1, h.shape[-1])
+    out = np.ascontiguousarray(hs.real) @ cmat.real.T - np.ascontiguousarray(hs.imag) @ cmat.imag.T
+    return out.reshape(lead[:-1] + (lead[-1], cmat.shape[0]))
 
 
 # --------------------------------------------------------------------------
@@ -239,8 +242,8 @@ class EpochShearer:
             if amat is None:
                 return stamp_ft_scaled(self.psf_image, self.psf_centre, self.kr, self.kc,
                                        dilation) / self.psf_image.sum()
-            jinv = np.linalg.inv(self.jmat)
-            mt = np.linalg.inv(jinv @ amat @ self.jmat).T
+            jinv = _inv2(self.jmat)
+            mt = _inv2(jinv @ amat @ self.jmat).T
             KR = self.kr[:, None]
             KC = self.kc[None, :]
             qr = dilation * (mt[0, 0] * KR + mt[0, 1] * KC)
@@ -258,8 +261,8 @@ class EpochShearer:
         kern = np.where(self.pbad, 0.0, tft / self.pft_safe)
         h = np.fft.irfft2(self.ift * kern, s=(self.m, self.m))
         if amat is not None:
-            jinv = np.linalg.inv(self.jmat)
-            bmat = jinv @ np.linalg.inv(amat) @ self.jmat
+            jinv = _inv2(self.jmat)
+            bmat = jinv @ _inv2(amat) @ self.jmat
             h = resample_linear(h, bmat, self.centre)
         return h[..., :self.shape[0], :self.shape[1]]
 

@@ -5,8 +5,9 @@ Speed: for a fixed row, a Gaussian's chi2 is quadratic in the column index, so
 exp(-chi2/2) along the row follows a two-multiply recurrence.  Each row is
 started at its peak column with one exp() and recursed outward both ways (so
 the recurrence never starts from an underflowed value), and only columns with
-chi2 < MAX_CHI2 are visited (the omitted tail is < exp(-MAX_CHI2/2) = 1.4e-11
-of the component's peak).
+chi2 < MAX_CHI2 = 25 are visited, as in ngmix: the omitted tail of each
+component holds a fraction exp(-MAX_CHI2/2) = 3.7e-6 of its flux and no omitted
+pixel exceeds that fraction of the component's peak.
 
 Layouts: ``jac6 = [row0, col0, dvdrow, dvdcol, dudrow, dudcol]``; image values
 are counts per pixel (surface brightness times pixel area) so a rendered mixture
@@ -17,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-MAX_CHI2 = 50.0
+MAX_CHI2 = 25.0
 
 
 @njit(cache=True, fastmath=True)

@@ -13,7 +13,7 @@ from ..gmix import flags as F
 from ..gmix.jacobian import Jacobian
 from ..gmix.observation import MultiBandObsList, Observation, ObsList
 from ..meds import MEDS
-from ..meds.regions import reject_outliers
+from ..meds.regions import map_coadd_seg, reject_outliers
 from .base import EPOCH_DTYPE, FitObject, ImageIO
 from .groups import groups_from_fofs
 
@@ -155,7 +155,8 @@ class MedsImageIO(ImageIO):
         info = self._image_info[band]
         cutouts = self._wanted_cutouts(m, index)
         ntot = len(cutouts)
-        images, weights, kept = [], [], []
+        images, weights, raws, kept = [], [], [], []
+        keep_raw = bool(conf.get("model_nbrs")) and conf["region"] != "weight"
         for icut in cutouts:
             file_id = int(m["file_id"][index, icut])
             if conf["image_flags2check"] and int(info["image_flags"][file_id]) & conf["image_flags2check"]:
@@ -165,22 +166,32 @@ class MedsImageIO(ImageIO):
                 scale = 1.0
             image = m.get_cutout(index, icut, type="image").astype("f8") * scale
             weight = self._weight(m, index, icut).astype("f8") / scale ** 2
+            # MOF switches to the raw weight after its first sweeps: keep it,
+            # with the same pixel masks, beside the region weight
+            raw = (m.get_cutout(index, icut, type="weight").astype("f8") / scale ** 2
+                   if keep_raw else weight)
             if m.has_cutout_type("bmask"):
                 bmask = m.get_cutout(index, icut, type="bmask")
-                weight[(bmask & conf["bmask_flags2check"]) != 0] = 0.0
-            weight[weight < conf["min_weight"]] = 0.0
-            weight[~np.isfinite(image)] = 0.0
+                bad = (bmask & conf["bmask_flags2check"]) != 0
+                weight[bad] = 0.0
+                raw[bad] = 0.0
+            for wt in (weight, raw):
+                wt[wt < conf["min_weight"]] = 0.0
+                wt[~np.isfinite(image)] = 0.0
             images.append(image)
             weights.append(weight)
+            raws.append(raw)
             kept.append(icut)
 
         if conf["reject_outliers"] and len(images) >= 3:
             reject_outliers(images, weights)
+            if keep_raw:
+                reject_outliers(images, raws)
 
         obslist = ObsList()
         rows = []
         nmasked = npix = 0
-        for icut, image, weight in zip(kept, images, weights):
+        for icut, image, weight, raw in zip(kept, images, weights, raws):
             zero_frac = float(np.mean(weight <= 0))
             nmasked += int(np.sum(weight <= 0))
             npix += weight.size
@@ -189,6 +200,8 @@ class MedsImageIO(ImageIO):
             obs = self._make_obs(m, index, icut, image, weight, band)
             if obs is None:
                 continue
+            if keep_raw:
+                obs.meta["weight_raw"] = raw
             obslist.append(obs)
             jac = obs.jacobian
             rows.append((obj.id, obj.number, band, icut, m["orig_row"][index, icut],
@@ -226,4 +239,18 @@ class MedsImageIO(ImageIO):
                                   jacobian=pjac)
         if m.has_cutout_type("seg"):
             meta["seg"] = m.get_cutout(index, icut, type="seg")
+            if self.conf.get("model_nbrs"):
+                # MOF masks failed neighbours by their coadd seg pixels on every epoch
+                meta["coadd_seg"] = self._coadd_seg_on(m, index, icut, image.shape)
         return Observation(image, weight=weight, jacobian=jac, psf=psf_obs, meta=meta)
+
+    @staticmethod
+    def _coadd_seg_on(m: MEDS, index: int, icut: int, shape: tuple) -> np.ndarray | None:
+        """The coadd seg stamp mapped onto cutout ``icut`` (None without a coadd cutout)."""
+        if int(m["file_id"][index, 0]) != 0:
+            return None
+        coadd_seg = m.get_cutout(index, 0, type="seg")
+        if icut == 0:
+            return coadd_seg
+        return map_coadd_seg(coadd_seg, m.get_jacobian(index, 0), m.get_jacobian(index, icut),
+                             shape)

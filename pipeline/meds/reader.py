@@ -8,7 +8,6 @@ never by the file.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -18,8 +17,6 @@ import numpy as np
 from ..errors import InputFileError
 from . import regions
 from .schema import CUTOUT_DTYPES, IMAGE_INFO, METADATA, OBJECT_DATA, PSF_EXT, cutout_ext
-
-log = logging.getLogger(__name__)
 
 #: object_data columns that are per-cutout arrays (``[nmax]``)
 _ARRAY_COLUMNS = ("file_id", "start_row", "orig_row", "orig_col", "orig_start_row",
@@ -123,7 +120,7 @@ class MEDS:
         for col in _ARRAY_COLUMNS:
             if col in cat.dtype.names:
                 arr = cat[col]
-                self._arrays[col] = arr.reshape(cat.size, -1)
+                self._arrays[col] = arr if arr.ndim == 2 else arr.reshape(cat.size, 1)
         self.nmax = self._arrays["start_row"].shape[1]
         self._box = cat["box_size"].astype("i8")
         self._ncut = cat["ncutout"].astype("i8")
@@ -167,6 +164,11 @@ class MEDS:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+    def __reduce__(self):
+        # an open FITS handle cannot be pickled: ship the path, reopen on arrival
+        # (lets dask/multiprocessing workers receive a MEDS object)
+        return (type(self), (self.path,))
 
     def __repr__(self) -> str:
         return (f"MEDS({self.path!r}: {self.size} objects, {self._image_info.size} images, "

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy.spatial import cKDTree
 
-from .regions_nb import map_seg_nb
+# scipy.spatial and the numba kernel are imported where used: they cost ~2 s at
+# start-up, which every CLI that merely opens a MEDS file would otherwise pay.
 
 Jacobian = Mapping[str, float]
 
@@ -45,6 +45,8 @@ def map_coadd_seg(coadd_seg: np.ndarray, jac_coadd: Jacobian | None,
         if tuple(shape) != coadd_seg.shape:
             raise ValueError(f"stamp shape {tuple(shape)} != coadd seg shape {coadd_seg.shape}")
         return coadd_seg
+    from .regions_nb import map_seg_nb
+
     amat = np.linalg.solve(_matrix(jac_coadd), _matrix(jac_epoch))
     return map_seg_nb(np.ascontiguousarray(coadd_seg), amat,
                       float(jac_epoch["row0"]), float(jac_epoch["col0"]),
@@ -72,6 +74,8 @@ def uberseg(weight: np.ndarray, coadd_seg: np.ndarray, segid: int,
     out[other] = 0.0
     sky = seg == 0
     if sky.any():
+        from scipy.spatial import cKDTree
+
         labelled = np.argwhere(seg != 0)
         _, nearest = cKDTree(labelled).query(np.argwhere(sky), k=1)
         owner = seg[labelled[nearest, 0], labelled[nearest, 1]]

@@ -69,6 +69,8 @@ def _check_inputs(catalog: np.ndarray, images: Sequence[SourceImage]) -> None:
     for col in ("id", "ra", "dec", "box_size"):
         if col not in names:
             raise MedsInputError(f"catalog has no '{col}' column")
+    if catalog.size == 0:
+        raise MedsInputError("catalog is empty (a MEDS file needs at least one object)")
     box = np.asarray(catalog["box_size"])
     bad = (box <= 0) | (box % 2 != 0)
     if bad.any():
@@ -332,6 +334,15 @@ def write_meds(path: str | os.PathLike, catalog: np.ndarray, images: list[Source
     ``number`` defaults to index+1 and other columns pass through. An object gets
     a cutout in every image whose pixel grid contains its centre, in image
     order (at most ``nmax``, default the largest count, at least 2).
+
+    Stamp corner: ``orig_start = floor(orig) - box//2 + 1`` (floor, not int(), so
+    centres in [-0.5, 0) behave like the rest of the first pixel). Off-image
+    pixels: image/weight/seg/noise 0, bmask 2**30. A cutout type is written if
+    any image has that map; images without it get 0 on-image (e.g. seg only on
+    the coadd). Weight must be given for all images or none. PSFs: ``psf_box_size``
+    if every image has a square PSF of one size, else ``psf_row_size``/
+    ``psf_col_size`` (0, with psf_start_row -9999, for images without a PSF).
+    Bad inputs raise ``MedsInputError``; nothing is left at ``path`` on failure.
     """
     catalog = np.asarray(catalog)
     _check_inputs(catalog, images)

@@ -8,6 +8,11 @@ Derived columns, per model M with ``M_flux``:
 ``M_mag = magzp_ref - 2.5 log10(M_flux)`` (-9999 where flux <= 0),
 ``M_flux_s2n = M_flux / M_flux_err``, ``M_T_s2n = M_T / M_T_err`` (-9999 where
 undefined), and ``psf_mag`` from ``psf_flux``.
+
+Determinism: with the same seed the data tables are identical for any chunk
+size, system or worker count, except wall-clock columns written by ngmixit
+(``time_last_fit``), which are passed through unchanged. ``meta_data`` is the
+first chunk's.
 """
 
 from __future__ import annotations
@@ -238,7 +243,7 @@ def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
     ids = np.asarray(model["id"], dtype=np.int64)
     pos, nmiss = check_objects(rec, ids, expected, allow_missing=skip_errors)
 
-    if pos is not None:
+    if pos is not None and np.any(np.diff(pos) < 0):
         # MEDS order; epochs follow their object, keeping their order within it
         model = model[np.argsort(pos, kind="stable")]
         if epoch is not None and "id" in epoch.dtype.names:

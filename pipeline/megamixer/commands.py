@@ -51,7 +51,7 @@ def cmd_run(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     recs = _records(layout, tiles)
     system = get_run_system(conf)
     jobs = _jobs(conf, layout, recs)
-    plan = plan_run(conf, layout, recs, system, jobs, clobber=args.clobber)
+    plan = plan_run(conf, layout, recs, system, jobs, clobber=args.clobber, seed=args.seed)
     for tile in plan.skipped_tiles:
         logger.info("tile %s is collated; not resubmitting (use --clobber)", tile)
     if plan.skipped_active:

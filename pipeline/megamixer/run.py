@@ -22,21 +22,22 @@ class RunPlan:
     skipped_tiles: list   # tiles already collated
 
 
-def check_seed(conf: RunConfig, recs: list[TileRecord]) -> None:
-    """A seed given now must be the one the tiles were set up with."""
-    if conf.seed is None:
+def check_seed(seed: int | None, recs: list[TileRecord]) -> None:
+    """A seed given on the command line must be the one the tiles were set up with
+    (the job commands carry the setup seed)."""
+    if seed is None:
         return
     for rec in recs:
-        if rec.seed != conf.seed:
+        if rec.seed != seed:
             raise ConfigError(f"tile {rec.tile} was set up with seed {rec.seed}, not "
-                              f"{conf.seed} (run 'megamixit setup --clobber' to change it)")
+                              f"{seed} (run 'megamixit setup --clobber' to change it)")
 
 
 def plan_run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], system,
-             jobs_by_tile: dict, clobber: bool = False) -> RunPlan:
+             jobs_by_tile: dict, clobber: bool = False, seed: int | None = None) -> RunPlan:
     """Which chunks to submit: those without output that are not queued or running;
     every chunk with ``clobber`` (even of collated tiles)."""
-    check_seed(conf, recs)
+    check_seed(seed, recs)
     plan = RunPlan([], 0, 0, [])
     todo = []
     for rec in recs:

@@ -67,10 +67,6 @@ def build_nbrs(conf: RunConfig, meds: list[Path], nbrs_path: Path, fof_path: Pat
     """Neighbour and FoF files of one tile, from the nbrs Python API."""
     from .. import nbrs as nb
     nconf = nb.load_nbrs_config(conf.nbrs_config)
-    if hasattr(nb, "make_nbrs_data"):
-        nb.make_nbrs_data([str(m) for m in meds], nconf, nbrs_file=str(nbrs_path),
-                          fof_file=str(fof_path))
-        return
     numbers, _ra, _dec, pi, pj = nb.pairs_from_meds([str(m) for m in meds], nconf)
     nb.write_nbrs(nbrs_path, nb.make_nbrs_table(numbers, pi, pj))
     nb.write_fofs(fof_path, nb.make_fofs_table(numbers, pi, pj))

@@ -7,7 +7,8 @@ tile-level stream.
 
 Placement: a ``blend_frac`` fraction of the objects ("secondaries") are each
 attached to a randomly chosen "primary" at a distance of 1-3 x the larger
-half-light radius of the pair (stars count with half the mean PSF FWHM); a
+half-light radius of the pair (stars count with half the mean PSF FWHM;
+never closer than 3 pixels, so every object keeps its own centre pixels); a
 primary and its secondaries form a blend group. Groups are then placed at
 random, largest first, so that no two groups' stamps overlap: objects outside
 blends are isolated.
@@ -31,7 +32,7 @@ STREAM_OBJECT = 1
 STREAM_COLOR = 2
 STREAM_PLACE = 5
 
-MIN_SEP_PIX = 2.0  # blended centres at least this far apart: distinct centre pixels
+MIN_SEP_PIX = 3.0  # blended centres at least this far apart: distinct centre pixels
 MAX_COVER = 0.30   # enlarge the tile beyond this covering fraction of group discs
 
 

@@ -45,7 +45,7 @@ GALAXY_SCHEMA = {
     "models": Key(dict, {"exp": 0.5, "dev": 0.2, "bd": 0.3},
                   "relative frequency of each model", schema={
                       "exp": Key(float, 0.0), "dev": Key(float, 0.0), "bd": Key(float, 0.0)}),
-    "hlr": _lognormal(0.5, 0.4, 0.2, 3.0),
+    "hlr": _lognormal(0.5, 0.4, 0.3, 3.0),
     "flux": _lognormal(2500.0, 1.0, 100.0, 1e6),
     "g_sigma": Key(float, 0.2, "per-component sigma of the intrinsic shape"),
     "g_max": Key(float, 0.8, "intrinsic |g| is redrawn above this"),

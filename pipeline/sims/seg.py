@@ -4,7 +4,9 @@ Detection-like: the detection image is the sum of the bands' noiseless coadds;
 a pixel above ``threshold`` x the detection image's noise sigma belongs to the
 object contributing most flux there (its ``number`` is written), other pixels
 are 0. An object's centre pixel always carries its own number, as a detection
-peak would, even when the object is faint or sits on a brighter neighbour.
+peak would, even when the object is faint or sits on a brighter neighbour
+(both the pixel containing the centre and the one at the truncated centre,
+which MEDS readers use to find an object's seg id).
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ def make_seg(shape: tuple[int, int], stamps: Sequence[Stamp | None], numbers: np
         best[sl][better] = stamp.array[better]
         owner[sl][better] = number
     seg = np.where(detection > threshold * noise_sigma, owner, 0).astype("i4")
-    rows = np.clip(np.floor(np.asarray(centre_rows) + 0.5).astype(int), 0, shape[0] - 1)
-    cols = np.clip(np.floor(np.asarray(centre_cols) + 0.5).astype(int), 0, shape[1] - 1)
-    seg[rows, cols] = numbers
+    # the pixel containing the centre (rounded) and the truncated centre that MEDS
+    # readers look up for an object's seg id (MEDS.md); blended objects are >= 3
+    # pixels apart, so these pixels never collide between objects
+    for offset in (0.5, 0.0):
+        rows = np.clip(np.floor(np.asarray(centre_rows) + offset).astype(int), 0, shape[0] - 1)
+        cols = np.clip(np.floor(np.asarray(centre_cols) + offset).astype(int), 0, shape[1] - 1)
+        seg[rows, cols] = numbers
     return seg

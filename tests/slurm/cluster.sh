@@ -127,17 +127,17 @@ start() {
         chmod 600 "$dir/munge/munge.key"
         munged --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
             --pid-file="$dir/run/munged.pid" --log-file="$dir/log/munged.log" \
-            --seed-file="$dir/munge/munged.seed"
+            --seed-file="$dir/munge/munged.seed" 9>&-
         wait_for 10 test -S "$dir/munge/munge.socket" || { log "munged did not start"; exit 1; }
     fi
     alive "$dir/run/slurmctld.pid" && alive "$dir/run/slurmd.pid" || write_conf
 
     if ! alive "$dir/run/slurmctld.pid"; then
-        slurmctld -f "$conf"
+        slurmctld -f "$conf" 9>&-
     fi
     wait_for 20 ctld_up || { log "slurmctld not up; see $dir/log/slurmctld.log"; exit 1; }
     if ! alive "$dir/run/slurmd.pid"; then
-        slurmd -f "$conf" -N "$host"
+        slurmd -f "$conf" -N "$host" 9>&-
     fi
     wait_for 30 node_idle || { log "node not idle ($(node_state)); see $dir/log/slurmd.log"; exit 1; }
     log "up in $dir"
@@ -145,14 +145,18 @@ start() {
 }
 
 stop_pid() {
-    local name="$1" pidfile="$dir/run/$1.pid"
+    local name="$1" pidfile="$dir/run/$1.pid" pid
     if alive "$pidfile"; then
-        kill "$(cat "$pidfile")" 2>/dev/null || true
-        wait_for 10 bash -c "! [ -n \"\$(tr -d '\\0' < /proc/$(cat "$pidfile")/cmdline 2>/dev/null)\" ]" \
-            || { log "$name still running; sending KILL"; kill -9 "$(cat "$pidfile")" 2>/dev/null || true; }
+        pid="$(cat "$pidfile")"
+        kill "$pid" 2>/dev/null || true
+        wait_for 10 pid_gone "$pid" \
+            || { log "$name still running; sending KILL"; kill -9 "$pid" 2>/dev/null || true; }
     fi
     rm -f "$pidfile"
 }
+
+# Gone, or a zombie (empty command line) waiting to be reaped.
+pid_gone() { [ -z "$(tr -d '\0' < "/proc/$1/cmdline" 2>/dev/null)" ]; }
 
 stop() {
     if [ -f "$conf" ] && alive "$dir/run/slurmctld.pid"; then
@@ -181,6 +185,7 @@ status() {
 }
 
 # One start/stop at a time per cluster dir (test sessions may race to start it).
+# The daemons are started with fd 9 closed so they do not inherit the lock.
 lock() {
     exec 9>"$dir/.lock"
     flock -w 60 9 || { log "could not lock $dir/.lock"; exit 1; }

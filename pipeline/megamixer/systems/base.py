@@ -498,5 +498,10 @@ def array_stem() -> str:
 
 
 def array_name(jobs: Sequence[ChunkJob]) -> str:
-    prefix = os.path.commonprefix([j.name for j in jobs]).rstrip("-_.")
+    """``<common prefix up to a '-'>-array``, e.g. ``DES0001-run1-array``."""
+    names = [j.name for j in jobs]
+    prefix = os.path.commonprefix(names)
+    if len(names) > 1 and "-" in prefix:
+        prefix = prefix[:prefix.rindex("-")]
+    prefix = prefix.rstrip("-_.")
     return f"{prefix or 'megamixer'}-array"

@@ -1,0 +1,168 @@
+"""megamixit benchmarks; prints figures.
+
+    python bench/megamixit.py collate [--rows 100000 --chunks 200]
+    python bench/megamixit.py overhead [--chunks 40 --workers 2]
+    python bench/megamixit.py run [--nobj 100 --workers 1,2]
+
+collate:  collate time for a tile of N rows in synthetic chunk files (model_fits
+          with ~60 columns like a 3-model fit, epoch_data with 4 rows per object).
+overhead: local scheduling overhead per chunk: jobs whose "fit" is a no-op
+          stand-in that writes the chunk file, so the time is job-script start,
+          python start and bookkeeping.
+run:      wall time of a 2-tile run (ngmixer-sim tiles, real ngmixit jobs,
+          local system) for each worker count, and the speed-up.
+Timings on a shared machine are noisy: repeat and take the best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import fitsio
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.cli.common import run_cli  # noqa: E402
+from pipeline.cli.megamixit import main as megamixit  # noqa: E402
+from pipeline.megamixer.collate import collate_tile  # noqa: E402
+from pipeline.megamixer.layout import RunLayout  # noqa: E402
+from pipeline.megamixer.tilerecord import TileRecord  # noqa: E402
+from tests.test_megamixit_support import (epoch_rows, fake_ngmixit_cmds,  # noqa: E402
+                                          make_inputs, meta_row, model_rows)
+
+
+def _wide_rows(ids: np.ndarray, nband: int) -> np.ndarray:
+    """model_fits rows with about as many columns as a real exp+dev+cm fit."""
+    base = model_rows(ids, nband)
+    extra = []
+    for m in ("dev", "cm"):
+        extra += [(f"{m}_flags", "i4"), (f"{m}_pars", "f8", 5 + nband),
+                  (f"{m}_pars_cov", "f8", (5 + nband, 5 + nband)), (f"{m}_g", "f8", 2),
+                  (f"{m}_g_cov", "f8", (2, 2)), (f"{m}_T", "f8"), (f"{m}_T_err", "f8"),
+                  (f"{m}_flux", "f8", nband), (f"{m}_flux_err", "f8", nband),
+                  (f"{m}_s2n_w", "f8"), (f"{m}_chi2per", "f8"), (f"{m}_dof", "f8")]
+    out = np.zeros(len(ids), dtype=base.dtype.descr + extra)
+    for n in base.dtype.names:
+        out[n] = base[n]
+    for n in out.dtype.names:
+        if n not in base.dtype.names:
+            out[n] = 1.0
+    return out
+
+
+def bench_collate(rows: int, nchunks: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        inp = make_inputs(tmp, {"BIG": rows}, chunksize=-(-rows // nchunks))
+        assert run_cli(megamixit, ["setup", str(inp["run_config"]), str(inp["tiles"]),
+                                   "--log-level", "WARNING"]) == 0
+        layout = RunLayout(inp["run_dir"], "run1")
+        rec = TileRecord.load(layout.tile_record("BIG"))
+        ids = inp["ids"]["BIG"]
+        t0 = time.perf_counter()
+        for a, b in rec.ranges:
+            with fitsio.FITS(str(layout.chunk_file("BIG", a, b)), "rw", clobber=True) as f:
+                f.write(_wide_rows(ids[a:b + 1], 2), extname="model_fits")
+                f.write(epoch_rows(ids[a:b + 1], 2), extname="epoch_data")
+                f.write(meta_row(["g", "r"]), extname="meta_data")
+        t_write = time.perf_counter() - t0
+        best = np.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            s = collate_tile(layout, rec)
+            best = min(best, time.perf_counter() - t0)
+        size = layout.collated("BIG").stat().st_size / 2**20
+        ncol = len(fitsio.FITS(str(layout.collated("BIG")))["model_fits"].get_colnames())
+        print(f"collate: {s.nobj} rows x {ncol} columns from {len(rec.chunks)} chunks "
+              f"({size:.0f} MB): best of 3 {best:.2f} s "
+              f"({best / len(rec.chunks) * 1e3:.1f} ms/chunk); writing the chunks took "
+              f"{t_write:.1f} s")
+
+
+def bench_overhead(nchunks: int, workers: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        inp = make_inputs(tmp, {"T": nchunks}, chunksize=1,
+                          extra={"extra_cmds": fake_ngmixit_cmds(tmp), "workers": workers})
+        args = [str(inp["run_config"]), str(inp["tiles"]), "--log-level", "WARNING"]
+        assert run_cli(megamixit, ["setup"] + args) == 0
+        t0 = time.perf_counter()
+        assert run_cli(megamixit, ["run"] + args) == 0
+        dt = time.perf_counter() - t0
+        # the stand-in's own cost: python start + numpy/fitsio import + one small write
+        script = tmp / "fake_ngmixit.py"
+        env = dict(os.environ, MMX_REPO=str(REPO))
+        chunk = tmp / "one"
+        chunk.mkdir()
+        t1 = time.perf_counter()
+        subprocess.run([sys.executable, str(script), "c", "o.fits",
+                        str(inp["inputs"] / "T-g-meds.fits"), "--fof-range", "0,0"],
+                       cwd=chunk, env=env, check=True)
+        single = time.perf_counter() - t1
+        print(f"local overhead: {nchunks} trivial chunks on {workers} worker(s): {dt:.2f} s "
+              f"= {dt / nchunks * workers * 1e3:.0f} ms per chunk per worker; of which the "
+              f"stand-in process itself takes {single * 1e3:.0f} ms")
+
+
+def bench_run(nobj: int, workers: list[int]) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"]
+                                     if env.get("PYTHONPATH") else "")
+    os.environ.update(env)
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sim = tmp / "sim"
+        for k, tile in enumerate(("TA", "TB")):
+            subprocess.run([sys.executable, "-m", "pipeline.cli.sim", str(sim), "--tile", tile,
+                            "--nobj", str(nobj), "--bands", "g,r", "--nepoch", "2",
+                            "--seed", str(10 + k), "--log-level", "WARNING"],
+                           check=True, env=env)
+        (tmp / "fit.yaml").write_text((REPO / "configs" / "fit-max.yaml").read_text())
+        (tmp / "tiles.txt").write_text("TA\nTB\n")
+        for w in workers:
+            conf = {"run": f"w{w}", "fit_config": "fit.yaml", "bands": ["g", "r"],
+                    "input_dir": "sim", "output_dir": "out", "chunksize": max(1, nobj // 4),
+                    "seed": 5, "workers": w}
+            (tmp / f"run{w}.yaml").write_text(yaml.safe_dump(conf))
+            args = [str(tmp / f"run{w}.yaml"), str(tmp / "tiles.txt"), "--log-level",
+                    "WARNING"]
+            assert run_cli(megamixit, ["setup"] + args) == 0
+            t0 = time.perf_counter()
+            assert run_cli(megamixit, ["run"] + args) == 0
+            times[w] = time.perf_counter() - t0
+            assert run_cli(megamixit, ["collate"] + args) == 0
+    for w, t in times.items():
+        print(f"2-tile run, {nobj} objects per tile, 8 chunks, {w} worker(s): {t:.1f} s "
+              f"(speed-up vs {workers[0]} worker(s): {times[workers[0]] / t:.2f}x)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("collate", "overhead", "run", "all"))
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--chunks", type=int, default=200)
+    p.add_argument("--nobj", type=int, default=100)
+    p.add_argument("--workers", default="1,2")
+    a = p.parse_args()
+    ws = [int(w) for w in a.workers.split(",")]
+    if a.what in ("collate", "all"):
+        bench_collate(a.rows, a.chunks)
+    if a.what in ("overhead", "all"):
+        bench_overhead(min(a.chunks, 40), ws[-1])
+    if a.what in ("run", "all"):
+        bench_run(a.nobj, ws)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,469 @@
+"""Multi-object fitting (MOF): fit every member of a FoF group with the others
+modelled (REFERENCE.md "Multi-object fitting").
+
+Iterative mode (``mof.method: iterate``), per group:
+
+1. PSF fits of every member's epochs (the PSF mixtures are also the
+   neighbours' PSFs when they are drawn on other members' stamps);
+2. first pass without neighbours, largest box first; weights are the region
+   (uberseg) for groups of 2+ members, the raw weight for single objects;
+3. Gauss-Seidel sweeps: members in a random order (from the group's first
+   member's random stream, so the order does not depend on the chunking), each
+   fitted to its stamps with every other member drawn from its current
+   parameters and removed (``model_nbrs_method``: subtract | frac); raw
+   weights from sweep ``min_useg_itr`` on; the guess is the previous solution;
+4. stop after ``max_itr`` sweeps or when every member passed the convergence
+   test (pipeline.mof.convergence) after at least ``min_itr`` sweeps;
+5. final pass: models not needed for the neighbours, PSF fluxes, output rows,
+   all on the stamps corrected with the final neighbour models.
+
+Only the "MOF model" (``mof.convergence_model``, default the first listed
+non-cm model; cm iterates exp, dev and cm) is iterated and drawn for
+neighbours; other listed models are fitted once, in step 5.
+
+Joint mode (``mof.method: joint``): after the first pass all members are fitted
+together in one least-squares problem (pipeline.mof.joint); groups larger than
+``mof.joint_max_group`` fall back to iterating.  ``--mof-file``: the members
+are drawn from an earlier MOF output and every object is fitted once.
+
+Output: ``M_mof_flags`` (bits in gmix.flags), ``M_mof_num_itr`` (number of
+passes including the first; for joint mode the first pass plus the joint LM
+iterations), and with ``mof.write_convergence_data: true`` the tables
+``nbrs_data`` (one row per ordered pair of group members) and
+``mof_convergence`` (parameters after every pass).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputFileError
+from ..gmix import flags as F
+from ..gmix.maxlike import fit_model
+from ..gmix.template import fit_psf_flux
+from ..mof.convergence import ConvergenceTest
+from ..mof.render import MemberModel, epoch_key
+from ..mof.subtract import correct_mbobs, uncorrected_mbobs
+from .base import BaseFitter, fill_model, register
+from .composite import fit_composite
+from .maxlike import MaxLikeFitter, model_npars
+
+logger = logging.getLogger(__name__)
+
+# nbrs_data flags
+NBR_NOT_RENDERED = 1      # neighbour had no usable fit: its seg pixels were masked
+
+
+@dataclass
+class _Member:
+    """Working state of one group member."""
+
+    obj: object
+    rng: np.random.Generator
+    row: np.ndarray
+    erows: np.ndarray
+    mm: MemberModel
+    mbobs: object = None              # observations with fitted PSFs
+    results: dict = field(default_factory=dict)
+    guesses: dict = field(default_factory=dict)
+    err: np.ndarray | None = None
+    converged: bool = False
+    skipped: bool = False
+    ever_ok: bool = False
+
+    @property
+    def usable(self) -> bool:
+        return self.mbobs is not None
+
+
+def mof_model_of(conf: dict) -> str:
+    """The model iterated and drawn for neighbours."""
+    name = conf["mof"].get("convergence_model")
+    if name:
+        if name not in conf["models"]:
+            from ..errors import ConfigError
+            raise ConfigError(f"fit config: mof.convergence_model {name!r} is not in models "
+                              f"{conf['models']}")
+        return name
+    plain = [m for m in conf["models"] if m != "cm"]
+    return plain[0] if plain else conf["models"][0]
+
+
+class MOFFitter(MaxLikeFitter):
+    """Max-likelihood fits of FoF groups with neighbours modelled."""
+
+    def __init__(self, conf: dict, nband: int):
+        try:
+            super().__init__(conf, nband)
+        except TypeError:
+            # engine/fitter signature drift of make_priors (model= keyword): build
+            # the same state without it
+            from ..gmix.priors import make_priors
+            BaseFitter.__init__(self, conf, nband)
+            self.models = list(conf["models"])
+            self.priors = {m: make_priors(conf["model_pars"].get(m) or {}, nband)
+                           for m in self.models}
+            self.psf_model = conf["psf_pars"]["model"]
+        self.mof = conf["mof"]
+        self.method = conf["model_nbrs_method"]
+        self.var_fac = float(conf.get("intr_prof_var_fac") or 0.0)
+        self.mof_model = mof_model_of(conf)
+        self.sweep_models = ["exp", "dev", "cm"] if self.mof_model == "cm" else [self.mof_model]
+        self.final_models = [m for m in self.models if m not in self.sweep_models]
+        self.conv = ConvergenceTest(self.mof, model_npars(self.mof_model, nband))
+        self.io = None
+        self.mof_pars: dict | None = None
+        self.extra_nbrs: dict[int, np.ndarray] = {}
+        self._nbrs_rows: list = []
+        self._conv_rows: list = []
+
+    # -- columns -------------------------------------------------------------
+    def model_dtype(self) -> list:
+        cols = super().model_dtype()
+        for model in self.models:
+            cols += [(f"{model}_mof_flags", "i4"), (f"{model}_mof_num_itr", "i4")]
+        return cols
+
+    def _npars(self) -> int:
+        return model_npars(self.mof_model, self.nband)
+
+    def extra_tables(self) -> dict[str, np.ndarray]:
+        if not self.mof.get("write_convergence_data"):
+            return {}
+        npars = self._npars()
+        nbrs_dtype = [("id", "i8"), ("nbr_id", "i8"), ("nbr_number", "i8"), ("fofid", "i8"),
+                      ("nbr_flags", "i4"), ("nepoch", "i4"), ("nepoch_offchip", "i4"),
+                      ("nbr_pars", "f8", npars)]
+        conv_dtype = [("id", "i8"), ("fofid", "i8"), ("itr", "i4"), ("flags", "i4"),
+                      ("pars", "f8", npars)]
+        return {"nbrs_data": np.array(self._nbrs_rows, dtype=nbrs_dtype),
+                "mof_convergence": np.array(self._conv_rows, dtype=conv_dtype)}
+
+    def fit_psf_fluxes(self, mbobs, row: np.ndarray) -> None:
+        """PSF fluxes per band (the template fitter returns one entry per band)."""
+        res = fit_psf_flux(mbobs)
+        flux = np.atleast_1d(res["flux"])
+        err = np.atleast_1d(res["flux_err"])
+        bflags = np.atleast_1d(res.get("band_flags", np.full(self.nband, res["flags"])))
+        for band in range(self.nband):
+            row["psf_flags"][band] = bflags[band]
+            if bflags[band] == 0:
+                row["psf_flux"][band] = flux[band]
+                row["psf_flux_err"][band] = err[band]
+                row["psf_flux_s2n"][band] = flux[band] / err[band] if err[band] > 0 else F.DEFVAL
+            else:
+                row["flags"] |= F.PSF_FLUX_FIT_FAILURE
+
+    # -- setup -----------------------------------------------------------------
+    def setup(self, run) -> None:
+        """Keep the ImageIO (neighbour centres) and read --mof-file / --nbrs-file."""
+        self.io = run.io
+        opts = run.opts
+        if opts.mof_file:
+            self.mof_pars = read_mof_pars(opts.mof_file, self.mof_model)
+            if opts.nbrs_file and not opts.fof_file:
+                from ..nbrs import read_nbrs
+                nb = read_nbrs(opts.nbrs_file)
+                nb = nb[nb["nbr_number"] >= 0]
+                order = np.argsort(nb["number"], kind="stable")
+                nums, starts = np.unique(nb["number"][order], return_index=True)
+                ends = np.append(starts[1:], len(order))
+                self.extra_nbrs = {int(n): nb["nbr_number"][order][s:e]
+                                   for n, s, e in zip(nums, starts, ends)}
+        elif not opts.fof_file:
+            logger.warning("MOF without --fof-file: every object is its own group, so no "
+                           "neighbour is modelled")
+
+    # -- driver ------------------------------------------------------------------
+    def fit_group(self, objects: list, rngs: list, rows: np.ndarray, epoch_rows: list,
+                  diagnostics: list) -> None:
+        from ..runner import diagnostic
+        if not objects:
+            return
+        # drawn before any fit so the sweep order depends on the group only
+        order_rng = np.random.default_rng(int(rngs[0].integers(2**62)))
+        members = [self._prepare(obj, rng, row, erows, diagnostics)
+                   for obj, rng, row, erows in zip(objects, rngs, rows, epoch_rows)]
+        group = [m.mm for m in members]
+        full = group
+        try:
+            if self.mof_pars is not None:
+                full = group + self._outside_neighbours(members)
+                nitr = self._from_mof_file(members, full)
+            elif len(members) == 1:
+                nitr = self._first_pass(members, raw=True)
+            elif self.mof["method"] == "joint" and len(members) <= self.mof["joint_max_group"]:
+                from ..mof.joint import joint_fit
+                nitr = self._first_pass(members, raw=False)
+                nitr += joint_fit(self, members, group)
+            else:
+                nitr = self._iterate(members, group, order_rng)
+            for m in members:
+                if m.usable:
+                    self._finish(m, members, full, nitr)
+        except Exception as err:  # noqa: BLE001 - the run must go on
+            for m in members:
+                m.row["flags"] |= F.UTTER_FAILURE
+                diagnostics.append(diagnostic(m.obj, m.obj.extra.get("stage", "mof"), err))
+            logger.warning("group fofid=%d failed: %s", objects[0].fofid, err)
+
+    def _prepare(self, obj, rng, row, erows, diagnostics) -> _Member:
+        from ..runner import diagnostic
+        mm = MemberModel(number=obj.number, ra=obj.ra, dec=obj.dec, model=self.mof_model)
+        m = _Member(obj=obj, rng=rng, row=row, erows=erows, mm=mm)
+        self._catalogue_centres(obj.index, mm)
+        if obj.mbobs is None:
+            return m
+        try:
+            obj.extra["stage"] = "psf"
+            mbobs = self.fit_psfs(obj.mbobs, rng, row, erows)
+        except Exception as err:  # noqa: BLE001
+            row["flags"] |= F.UTTER_FAILURE
+            diagnostics.append(diagnostic(obj, "psf", err))
+            return m
+        if mbobs is None:
+            row["flags"] |= F.PSF_FIT_FAILURE
+            return m
+        obj.extra["mbobs_used"] = mbobs
+        m.mbobs = mbobs
+        for obslist in mbobs:
+            for obs in obslist:
+                key = epoch_key(obs)
+                mm.psf[key] = obs.psf.gmix
+                mm.centre[key] = (obs.meta["orig_row"], obs.meta["orig_col"])
+        return m
+
+    def _catalogue_centres(self, index: int, mm: MemberModel) -> None:
+        """Centres on every source image the object was cut out of (not only used ones)."""
+        meds = getattr(self.io, "meds", None)
+        if meds is None or index < 0:
+            return
+        for band, m in enumerate(meds):
+            for icut in range(int(m["ncutout"][index])):
+                key = (band, int(m["file_id"][index, icut]))
+                mm.centre[key] = (float(m["orig_row"][index, icut]),
+                                  float(m["orig_col"][index, icut]))
+
+    # -- fitting steps ---------------------------------------------------------------
+    def fit_sweep_models(self, m: _Member, mbobs, use_guess: bool) -> None:
+        """Fit the MOF model (and its prerequisites) and update the member's model."""
+        mpars = self.conf["max_pars"]
+        results: dict = {}
+        for model in self.sweep_models:
+            m.obj.extra["stage"] = f"mof:{model}"
+            guess = m.guesses.get(model) if use_guess else None
+            if model == "cm":
+                res = fit_composite(mbobs, results, prior=self.priors[model], rng=m.rng,
+                                    ntry=mpars["ntry"], lm_pars=mpars["lm_pars"])
+            else:
+                # from a previous solution the random perturbation only slows the sweeps
+                res = fit_model(mbobs, model, prior=self.priors[model], guess=guess,
+                                rng=None if guess is not None else m.rng, ntry=mpars["ntry"],
+                                lm_pars=mpars["lm_pars"] or None)
+            results[model] = res
+            if res["flags"] == 0:
+                m.guesses[model] = np.asarray(res["pars"], dtype="f8").copy()
+        m.results.update(results)
+        self.set_member_model(m, results[self.mof_model])
+
+    def set_member_model(self, m: _Member, res: dict) -> None:
+        if res.get("flags", 1) == 0 and res.get("pars") is not None:
+            m.mm.pars = np.asarray(res["pars"], dtype="f8").copy()
+            m.mm.ok = True
+            m.ever_ok = True
+            m.err = np.asarray(res.get("pars_err", np.sqrt(np.abs(np.diag(res["pars_cov"])))))
+            if self.mof_model == "cm":
+                m.mm.fracdev, m.mm.TdByTe = res["fracdev"], res["TdByTe"]
+        else:
+            m.mm.ok = False
+
+    def _first_pass(self, members: list[_Member], raw: bool) -> int:
+        usable = [m for m in members if m.usable]
+        for m in sorted(usable, key=lambda x: -x.obj.box_size):
+            self.fit_sweep_models(m, uncorrected_mbobs(m.mbobs, raw), use_guess=False)
+        self._record_pass(members, 1)
+        return 1
+
+    def _iterate(self, members: list[_Member], group: list[MemberModel],
+                 order_rng: np.random.Generator) -> int:
+        nitr = self._first_pass(members, raw=False)
+        usable = [m for m in members if m.usable]
+        for itr in range(1, self.mof["max_itr"] + 1):
+            raw = itr >= self.mof["min_useg_itr"]
+            for k in order_rng.permutation(len(usable)):
+                m = usable[k]
+                old = None if m.mm.pars is None or not m.mm.ok else m.mm.pars.copy()
+                mb = correct_mbobs(m.mm, m.mbobs, group, self.method, raw, self.var_fac)
+                self.fit_sweep_models(m, mb, use_guess=True)
+                m.skipped = old is None or not m.mm.ok
+                m.converged = (not m.skipped) and self.conv(old, m.mm.pars, m.err)
+            nitr = itr + 1
+            self._record_pass(members, nitr)
+            if itr >= self.mof["min_itr"] and all(m.converged or m.skipped for m in usable) \
+                    and any(m.converged for m in usable):
+                break
+            if not any(m.mm.ok for m in usable):
+                break
+        return nitr
+
+    def _from_mof_file(self, members: list[_Member], full: list[MemberModel]) -> int:
+        """One pass with the neighbours drawn from an earlier MOF output."""
+        for m in members:
+            self._load_mof_pars(m.mm)
+        new = {}
+        for m in members:
+            if not m.usable:
+                continue
+            if m.mm.ok:
+                m.guesses[self.mof_model] = m.mm.pars.copy()
+            mb = correct_mbobs(m.mm, m.mbobs, full, self.method, True, self.var_fac)
+            saved = (m.mm.pars, m.mm.ok, m.mm.fracdev, m.mm.TdByTe)
+            self.fit_sweep_models(m, mb, use_guess=True)
+            # the neighbours of later members keep the file's parameters
+            new[id(m)] = (m.mm.pars, m.mm.ok, m.mm.fracdev, m.mm.TdByTe)
+            m.mm.pars, m.mm.ok, m.mm.fracdev, m.mm.TdByTe = saved
+            m.converged = True
+        for m in members:
+            if id(m) in new:
+                m.mm.pars, m.mm.ok, m.mm.fracdev, m.mm.TdByTe = new[id(m)]
+        return 1
+
+    def _load_mof_pars(self, mm: MemberModel) -> None:
+        entry = self.mof_pars.get(mm.number)
+        if entry is None:
+            mm.ok = False
+            return
+        mm.pars, mm.ok, mm.fracdev, mm.TdByTe = entry
+
+    def _outside_neighbours(self, members: list[_Member]) -> list[MemberModel]:
+        """Neighbours from --nbrs-file that are not in the group (no PSF fit of their own)."""
+        if not self.extra_nbrs:
+            return []
+        inside = {m.obj.number for m in members}
+        cat = self.io.object_table()
+        numbers = (cat["number"] if "number" in cat.dtype.names
+                   else np.arange(1, len(cat) + 1))
+        index_of = {int(n): i for i, n in enumerate(numbers)}
+        out = []
+        for m in members:
+            for num in self.extra_nbrs.get(m.obj.number, ()):
+                num = int(num)
+                if num in inside or num not in index_of:
+                    continue
+                inside.add(num)
+                i = index_of[num]
+                mm = MemberModel(number=num, ra=float(cat["ra"][i]), dec=float(cat["dec"][i]),
+                                 model=self.mof_model)
+                self._catalogue_centres(i, mm)
+                self._load_mof_pars(mm)
+                out.append(mm)
+        return out
+
+    # -- output ------------------------------------------------------------------
+    def _finish(self, m: _Member, members: list[_Member], group: list[MemberModel],
+                nitr: int) -> None:
+        """Final models and PSF fluxes on the corrected stamps; fill the row."""
+        row = m.row
+        full = group
+        single = len(full) == 1
+        mb = correct_mbobs(m.mm, m.mbobs, full, self.method, True, self.var_fac) \
+            if not single else uncorrected_mbobs(m.mbobs, True)
+        m.obj.extra["mbobs_corrected"] = mb
+        m.obj.extra["stage"] = "psf_flux"
+        self.fit_psf_fluxes(mb, row)
+        mpars = self.conf["max_pars"]
+        for model in self.final_models:
+            m.obj.extra["stage"] = f"model:{model}"
+            if model == "cm":
+                res = fit_composite(mb, m.results, prior=self.priors[model], rng=m.rng,
+                                    ntry=mpars["ntry"], lm_pars=mpars["lm_pars"])
+            else:
+                res = fit_model(mb, model, prior=self.priors[model], rng=m.rng,
+                                ntry=mpars["ntry"], lm_pars=mpars["lm_pars"] or None)
+            m.results[model] = res
+        mof_flags = self._mof_flags(m, members)
+        for model in self.models:
+            res = m.results.get(model, {"flags": F.GAL_FIT_FAILURE, "pars": None})
+            fill_model(row, model, res, row["psfrec_T"])
+            if model == "cm":
+                for key in ("fracdev", "fracdev_err", "TdByTe"):
+                    if res.get(key) is not None:
+                        row[f"cm_{key}"] = res[key]
+            if res["flags"] != 0:
+                row["flags"] |= F.GAL_FIT_FAILURE
+            row[f"{model}_mof_flags"] = mof_flags
+            row[f"{model}_mof_num_itr"] = nitr
+        m.obj.extra["results"] = m.results
+        if self.mof.get("write_convergence_data"):
+            self._record_nbrs(m, members, full)
+
+    def _mof_flags(self, m: _Member, members: list[_Member]) -> int:
+        flags = 0
+        if not m.converged and len(members) > 1 and self.mof_pars is None:
+            flags |= F.MOF_NOT_CONVERGED
+        if m.skipped:
+            flags |= F.MOF_SKIPPED_IN_CONV_CHECK
+        for other in members:
+            if other is m:
+                continue
+            if not other.usable:
+                flags |= F.NBR_NOT_FIT
+            elif not other.mm.ok:
+                flags |= F.NBR_BAD_FIT
+            if other.usable and other.skipped:
+                flags |= F.NBR_SKIPPED_IN_CONV_CHECK
+            if other.usable and not other.converged and self.mof_pars is None:
+                flags |= F.NBR_NOT_CONVERGED
+        return flags
+
+    def _record_pass(self, members: list[_Member], itr: int) -> None:
+        if not self.mof.get("write_convergence_data"):
+            return
+        npars = self._npars()
+        for m in members:
+            pars = m.mm.pars if m.mm.pars is not None else np.full(npars, F.DEFVAL)
+            self._conv_rows.append((m.obj.id, m.obj.fofid, itr, 0 if m.mm.ok else 1,
+                                    np.asarray(pars)[:npars]))
+
+    def _record_nbrs(self, m: _Member, members: list[_Member], full: list[MemberModel]) -> None:
+        npars = self._npars()
+        keys = [epoch_key(o) for ol in m.mbobs for o in ol]
+        ids = {id(x.mm): x.obj.id for x in members}
+        for nb in full:
+            if nb is m.mm:
+                continue
+            offchip = sum(1 for k in keys if k not in nb.centre)
+            pars = nb.pars if nb.pars is not None else np.full(npars, F.DEFVAL)
+            nbr_id = ids.get(id(nb), -1)
+            self._nbrs_rows.append((m.obj.id, nbr_id, nb.number, m.obj.fofid,
+                                    0 if nb.ok else NBR_NOT_RENDERED, len(keys), offchip,
+                                    np.asarray(pars)[:npars]))
+
+
+def read_mof_pars(path: str, model: str) -> dict:
+    """number -> (pars, ok, fracdev, TdByTe) of ``model`` from an earlier MOF output."""
+    import fitsio
+    try:
+        data = fitsio.read(path, ext="model_fits")
+    except (OSError, ValueError) as err:
+        raise InputFileError(path, f"cannot read model_fits: {err}") from None
+    need = ("number", f"{model}_pars", f"{model}_flags")
+    missing = [c for c in need if c not in data.dtype.names]
+    if missing:
+        raise InputFileError(path, f"not a MOF output for model {model!r}: missing "
+                                   f"columns {', '.join(missing)}")
+    out = {}
+    for row in data:
+        fd = float(row["cm_fracdev"]) if model == "cm" else None
+        td = float(row["cm_TdByTe"]) if model == "cm" else None
+        ok = int(row[f"{model}_flags"]) == 0
+        out[int(row["number"])] = (np.array(row[f"{model}_pars"], dtype="f8"), ok, fd, td)
+    return out
+
+
+register("mof")(MOFFitter)
+
+__all__ = ["MOFFitter", "read_mof_pars", "mof_model_of", "NBR_NOT_RENDERED"]

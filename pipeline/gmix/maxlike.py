@@ -1,0 +1,372 @@
+"""Maximum-likelihood fits of mixture models (Levenberg-Marquardt with analytic
+derivatives, priors as extra residuals, bounds), single or multi-epoch,
+single or multi-band (shared centre/shape/T, one flux per band).
+
+Data problems never raise: they give a FitResult with non-zero ``flags`` (bits
+in flags.py) and a ``message``.
+"""
+import logging
+import math
+from typing import Optional
+
+import numpy as np
+
+from . import flags as F
+from . import lm_nb
+from .gmix import GMixModel
+from .models import ModelSpec, get_model
+from .observation import get_mb_obs
+from .render_nb import KIND_BDF, KIND_COELLIP, KIND_SHARED, gaussian_moments
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LM_PARS = {"maxit": 200, "ftol": 1.0e-5, "xtol": 1.0e-6, "lambda0": 1.0e-3}
+_KINDS = {"shared": KIND_SHARED, "bdf": KIND_BDF, "coellip": KIND_COELLIP}
+_EMPTY_PRIOR = (np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64),
+                np.zeros((0, 4)))
+
+
+class FitResult(dict):
+    """Result of a fit: a dict with flags (0 = ok), pars, pars_cov, pars_err, g,
+    g_cov, T, T_err, flux, flux_err (per band), s2n_w, chi2per, dof, nfev, model,
+    message; ``get_gmix(band)`` gives the fitted (unconvolved) mixture."""
+
+    def get_gmix(self, band: int = 0):
+        return GMixModel(self["pars"], self["spec"], band=band)
+
+    @property
+    def flags(self) -> int:
+        return self["flags"]
+
+
+# ---------------------------------------------------------------------------
+# packing observations for the kernels
+# ---------------------------------------------------------------------------
+class _Packed:
+    """Flat arrays of all usable epochs, as the numba kernels want them."""
+
+    def __init__(self, mbobs, nband):
+        self.nband = nband
+        self.flags = 0
+        self.message = ""
+        imgs, sqws, info, jacs, psfs = [], [], [], [], []
+        self.first = [None] * nband      # first usable obs per band (for guesses)
+        self.Tpsf = [0.0] * nband
+        self.nepoch_used = np.zeros(nband, dtype=int)
+        off = 0
+        prow = 0
+        for b, obslist in enumerate(mbobs):
+            bflags = 0
+            for obs in obslist:
+                eflag, ptab, Tpsf = self._check(obs)
+                if eflag:
+                    bflags |= eflag
+                    continue
+                w = obs.weight
+                img = obs.image
+                imgs.append(img.ravel())
+                sqws.append(np.sqrt(w).ravel())
+                nrow, ncol = img.shape
+                info.append((off, nrow, ncol, b, prow, ptab.shape[0]))
+                jacs.append(obs.jacobian.jac6)
+                psfs.append(ptab)
+                off += img.size
+                prow += ptab.shape[0]
+                self.nepoch_used[b] += 1
+                if self.first[b] is None:
+                    self.first[b] = obs
+                    self.Tpsf[b] = Tpsf
+            if self.nepoch_used[b] == 0:
+                self.flags |= bflags if bflags else F.NO_DATA
+                self.message = f"band {b}: no usable epoch ({', '.join(F.flag_names(bflags or F.NO_DATA))})"
+        if self.flags:
+            return
+        self.img = np.concatenate(imgs)
+        self.sqw = np.concatenate(sqws)
+        self.ep_info = np.array(info, dtype=np.int64)
+        self.ep_jac = np.array(jacs, dtype='f8')
+        self.psf_tab = np.concatenate(psfs)
+
+    @staticmethod
+    def _check(obs):
+        """(flag, psf table, psf T) of one epoch; flag 0 if usable."""
+        if not obs.jacobian.is_valid():
+            return F.BAD_JACOBIAN, None, 0.0
+        if not np.any(obs.weight > 0):
+            return F.NO_DATA, None, 0.0
+        gm = obs.get_psf_gmix()
+        if gm is None:
+            return 0, np.array([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]), 0.0
+        d = gm.data
+        psum = float(d['p'].sum())
+        cols = [d['p'], d['row'], d['col'], d['irr'], d['irc'], d['icc']]
+        if not (math.isfinite(psum) and psum > 0) or not all(np.all(np.isfinite(c)) for c in cols):
+            return F.BAD_PSF, None, 0.0
+        if np.any(d['irr'] * d['icc'] - d['irc'] ** 2 <= 0) or np.any(d['irr'] <= 0):
+            return F.BAD_PSF, None, 0.0
+        p = d['p'] / psum
+        vc = float(np.sum(p * d['row']))
+        uc = float(np.sum(p * d['col']))
+        tab = np.column_stack([p, d['row'] - vc, d['col'] - uc, d['irr'], d['irc'], d['icc']])
+        T = float(np.sum(p * (d['irr'] + d['icc'] + (d['row'] - vc) ** 2 + (d['col'] - uc) ** 2)))
+        return 0, np.ascontiguousarray(tab), T
+
+
+def _moment_guess(obs, Tpsf: float):
+    """(v, u, T_obs, flux) from Gaussian-weighted moments with a few adaptive
+    iterations of the weight; falls back to the PSF size when moments fail."""
+    jac = obs.jacobian
+    scale = jac.get_scale()
+    Tw = max(2.0 * Tpsf, 4.0 * scale * scale)
+    Wvv = Wuu = 0.5 * Tw
+    Wvu = 0.0
+    v0 = u0 = 0.0
+    flux = None
+    Cobs = None
+    for _ in range(3):
+        s = gaussian_moments(obs.image, obs.weight, jac.jac6, v0, u0, Wvv, Wvu, Wuu)
+        if not s[0] > 0:
+            break
+        mv, mu = s[1] / s[0], s[2] / s[0]
+        Mvv = s[3] / s[0] - mv * mv
+        Mvu = s[4] / s[0] - mv * mu
+        Muu = s[5] / s[0] - mu * mu
+        detM = Mvv * Muu - Mvu * Mvu
+        detW = Wvv * Wuu - Wvu * Wvu
+        if not (detM > 0 and Mvv > 0):
+            break
+        # Gaussian object C seen through weight W: M^-1 = C^-1 + W^-1
+        a = Muu / detM - Wuu / detW
+        b = -Mvu / detM + Wvu / detW
+        c = Mvv / detM - Wvv / detW
+        detCi = a * c - b * b
+        if detCi > 0 and a > 0:
+            Cvv, Cvu, Cuu = c / detCi, -b / detCi, a / detCi
+        else:
+            Cvv, Cvu, Cuu = 2 * Mvv, 2 * Mvu, 2 * Muu
+        if abs(mv) < 2 * scale and abs(mu) < 2 * scale:
+            v0 += mv
+            u0 += mu
+        Cobs = (Cvv, Cvu, Cuu)
+        detC = Cvv * Cuu - Cvu * Cvu
+        flux = s[0] * math.sqrt(detC / detM) if detC > 0 else s[0]
+        Wvv, Wvu, Wuu = Cvv, Cvu, Cuu
+    if Cobs is None:
+        return 0.0, 0.0, max(Tpsf, 4.0 * scale * scale), float(np.sum(obs.image * (obs.weight > 0)))
+    return v0, u0, Cobs[0] + Cobs[2], flux
+
+
+def _base_guess(spec: ModelSpec, packed: _Packed, nband: int) -> np.ndarray:
+    v, u, Tobs, flux0 = _moment_guess(packed.first[0], packed.Tpsf[0])
+    Tpsf = packed.Tpsf[0]
+    scale = packed.first[0].jacobian.get_scale()
+    fluxes = [flux0]
+    for b in range(1, nband):
+        fluxes.append(_moment_guess(packed.first[b], packed.Tpsf[b])[3])
+    if Tpsf > 0:
+        T = max(Tobs - Tpsf, 0.1 * Tpsf)
+    else:
+        T = max(Tobs, 0.5 * scale * scale)
+    npar = spec.npars(nband)
+    g = np.zeros(npar)
+    g[0], g[1] = v, u
+    if spec.kind == "coellip":
+        n = spec.ngauss
+        tf = np.geomspace(0.4, 2.5, n) if n > 1 else np.ones(1)
+        pf = np.ones(n) / n
+        tf /= np.sum(tf * pf)
+        g[4:4 + n] = T * tf
+        g[4 + n:] = fluxes[0] * pf
+        return g
+    g[4] = T
+    if spec.kind == "bdf":
+        g[5] = 0.5
+    g[spec.nshape:spec.nshape + nband] = fluxes
+    return g
+
+
+def _perturb(g: np.ndarray, spec: ModelSpec, rng, itry: int, scale: float) -> np.ndarray:
+    if rng is None:
+        return g.copy()
+    f = 1.0 + itry
+    out = g.copy()
+    out[0:2] += rng.uniform(-0.1, 0.1, size=2) * scale * f
+    gg = out[2:4] + rng.uniform(-0.05, 0.05, size=2) * f
+    gmag = math.hypot(*gg)
+    if gmag > 0.9:
+        gg *= 0.9 / gmag
+    out[2:4] = gg
+    rest = slice(4, None)
+    out[rest] = out[rest] * (1.0 + rng.uniform(-0.05, 0.05, size=out[rest].size) * f)
+    if spec.kind == "bdf":
+        out[5] = g[5] + rng.uniform(-0.1, 0.1) * f
+    return out
+
+
+def _flagged(spec, nband, flags, message, model) -> FitResult:
+    npar = spec.npars(nband) if spec is not None else 5 + nband
+    return FitResult(
+        flags=int(flags), message=message, model=model, spec=spec,
+        pars=np.full(npar, F.DEFVAL), pars_cov=np.full((npar, npar), F.BIGVAL),
+        pars_err=np.full(npar, F.BIGVAL), g=np.full(2, F.DEFVAL),
+        g_cov=np.full((2, 2), F.BIGVAL), T=F.DEFVAL, T_err=F.BIGVAL,
+        flux=np.full(nband, F.DEFVAL), flux_err=np.full(nband, F.BIGVAL),
+        s2n_w=F.DEFVAL, chi2per=F.DEFVAL, dof=0, npix=0, nfev=0, niter=0, ntry=0)
+
+
+def _derived(res: FitResult, spec: ModelSpec, nband: int) -> None:
+    pars = res["pars"]
+    cov = res["pars_cov"]
+    if spec.kind == "coellip":
+        n = spec.ngauss
+        Ts = pars[4:4 + n]
+        Fs = pars[4 + n:]
+        Ftot = Fs.sum()
+        T = float(np.sum(Ts * Fs) / Ftot) if Ftot != 0 else F.DEFVAL
+        grad_T = np.zeros(pars.size)
+        grad_F = np.zeros(pars.size)
+        if Ftot != 0:
+            grad_T[4:4 + n] = Fs / Ftot
+            grad_T[4 + n:] = (Ts - T) / Ftot
+        grad_F[4 + n:] = 1.0
+        res["T"] = T
+        res["T_err"] = float(math.sqrt(max(grad_T @ cov @ grad_T, 0.0)))
+        res["flux"] = np.array([Ftot])
+        res["flux_err"] = np.array([math.sqrt(max(grad_F @ cov @ grad_F, 0.0))])
+    else:
+        res["T"] = float(pars[4])
+        res["T_err"] = float(res["pars_err"][4])
+        fl = slice(spec.nshape, spec.nshape + nband)
+        res["flux"] = pars[fl].copy()
+        res["flux_err"] = res["pars_err"][fl].copy()
+        res["flux_cov"] = cov[fl, fl].copy()
+        if spec.kind == "bdf":
+            res["fracdev"] = float(pars[5])
+            res["fracdev_err"] = float(res["pars_err"][5])
+    res["g"] = pars[2:4].copy()
+    res["g_cov"] = cov[2:4, 2:4].copy()
+
+
+def fit_model(obs, model, prior=None, guess=None, rng: Optional[np.random.Generator] = None,
+              ntry: int = 2, lm_pars: Optional[dict] = None, bounds=None,
+              fracdev: Optional[float] = None, TdByTe: Optional[float] = None) -> FitResult:
+    """Fit ``model`` to an Observation, a list of epochs or a list of bands.
+
+    prior: a priors.JointPrior (or None); guess: starting parameters (else a
+    moment-based guess); rng: perturbs the starting point, retries use larger
+    perturbations; bounds: (lo, hi) arrays (None entries = unbounded); fracdev,
+    TdByTe: the fixed parameters of model "cm".  Each epoch is convolved with
+    its own ``obs.psf.gmix``; without a PSF mixture the model is fit unconvolved.
+    """
+    spec = model if isinstance(model, ModelSpec) else get_model(model, fracdev, TdByTe)
+    name = spec.name
+    try:
+        mbobs = get_mb_obs(obs)
+    except ValueError as err:
+        return _flagged(spec, 1, F.BAD_INPUT, str(err), name)
+    nband = len(mbobs)
+    if spec.kind == "coellip" and nband != 1:
+        return _flagged(spec, nband, F.BAD_INPUT, f"{name} fits one band only", name)
+    try:
+        return _fit(mbobs, spec, nband, prior, guess, rng, ntry, lm_pars, bounds)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
+        log.debug("fit of %s failed: %s", name, err)
+        return _flagged(spec, nband, F.BAD_INPUT, f"fit failed: {err}", name)
+
+
+def _fit(mbobs, spec, nband, prior, guess, rng, ntry, lm_pars, bounds) -> FitResult:
+    name = spec.name
+    packed = _Packed(mbobs, nband)
+    if packed.flags:
+        return _flagged(spec, nband, packed.flags, packed.message, name)
+    lmp = dict(DEFAULT_LM_PARS)
+    if lm_pars:
+        unknown = set(lm_pars) - set(DEFAULT_LM_PARS) - {"maxfev"}
+        if unknown:
+            raise ValueError(f"unknown lm_pars {sorted(unknown)}; known: {sorted(DEFAULT_LM_PARS)}")
+        lmp.update(lm_pars)
+        if "maxfev" in lm_pars:
+            lmp["maxit"] = lm_pars["maxfev"]
+    npar = spec.npars(nband)
+    lo = np.full(npar, -np.inf)
+    hi = np.full(npar, np.inf)
+    pr_arrays = _EMPTY_PRIOR
+    if prior is not None:
+        pr_arrays = prior.arrays(spec.nshape)
+        plo, phi = prior.bounds(npar, spec.nshape)
+        lo = np.maximum(lo, plo)
+        hi = np.minimum(hi, phi)
+    if bounds is not None:
+        blo, bhi = bounds
+        if blo is not None:
+            lo = np.maximum(lo, np.where(np.isnan(np.asarray(blo, 'f8')), -np.inf, blo))
+        if bhi is not None:
+            hi = np.minimum(hi, np.where(np.isnan(np.asarray(bhi, 'f8')), np.inf, bhi))
+    if guess is not None:
+        base = np.asarray(guess, dtype='f8').ravel()
+        if base.size != npar:
+            return _flagged(spec, nband, F.BAD_INPUT,
+                            f"guess has {base.size} pars, {name} needs {npar}", name)
+    else:
+        base = _base_guess(spec, packed, nband)
+    scale = packed.first[0].jacobian.get_scale()
+    kind = _KINDS[spec.kind]
+    res = None
+    nfev_tot = 0
+    for itry in range(max(1, int(ntry))):
+        start = _perturb(base, spec, rng, itry, scale)
+        if rng is None and itry > 0:
+            start = _perturb(base, spec, np.random.default_rng(itry), itry, scale)
+        pars, JtJ, stats, chi2, nfev, niter, status = lm_nb.lm_fit(
+            start, lo, hi, int(lmp["maxit"]), float(lmp["ftol"]), float(lmp["xtol"]),
+            float(lmp["lambda0"]), kind, spec.pvals, spec.fvals, spec.nshape, spec.ndisk,
+            packed.img, packed.sqw, packed.ep_info, packed.ep_jac, packed.psf_tab,
+            *pr_arrays)
+        nfev_tot += nfev
+        res = _make_result(spec, nband, pars, JtJ, stats, nfev_tot, niter, status, itry + 1)
+        if res["flags"] == 0:
+            break
+    return res
+
+
+def _make_result(spec, nband, pars, JtJ, stats, nfev, niter, status, ntry) -> FitResult:
+    flags = 0
+    msgs = []
+    if status & lm_nb.ST_BAD_START:
+        flags |= F.BAD_GUESS
+        msgs.append("model invalid at the starting point")
+    if status & lm_nb.ST_MAXIT:
+        flags |= F.LM_MAXIT
+        msgs.append("iteration limit reached")
+    if status & lm_nb.ST_SINGULAR:
+        flags |= F.LM_SINGULAR
+        msgs.append("normal matrix singular")
+    if status & lm_nb.ST_NONFINITE:
+        flags |= F.NONFINITE
+        msgs.append("non-finite parameters")
+    npar = pars.size
+    cov = np.full((npar, npar), F.BIGVAL)
+    perr = np.full(npar, F.BIGVAL)
+    if not (status & (lm_nb.ST_BAD_START | lm_nb.ST_NONFINITE)):
+        try:
+            c = np.linalg.inv(JtJ)
+            d = np.diag(c)
+            if np.all(np.isfinite(c)) and np.all(d > 0):
+                cov = 0.5 * (c + c.T)
+                perr = np.sqrt(np.diag(cov))
+            else:
+                flags |= F.COV_NOT_POSDEF
+                msgs.append("covariance not positive")
+        except np.linalg.LinAlgError:
+            flags |= F.COV_NOT_POSDEF
+            msgs.append("covariance singular")
+    npix = int(stats[3])
+    dof = npix - npar
+    res = FitResult(
+        flags=flags, message="; ".join(msgs) if msgs else "ok", model=spec.name, spec=spec,
+        pars=pars.copy(), pars_cov=cov, pars_err=perr,
+        s2n_w=float(stats[1] / math.sqrt(stats[2])) if stats[2] > 0 else F.DEFVAL,
+        chi2per=float(stats[0] / dof) if dof > 0 else F.DEFVAL, dof=dof, npix=npix,
+        chi2=float(stats[0]), nfev=int(nfev), niter=int(niter), ntry=int(ntry))
+    _derived(res, spec, nband)
+    return res

@@ -1,0 +1,59 @@
+"""The ``dask`` system: chunks as subprocess tasks on a local dask cluster (and on SLURM)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from pipeline.megamixer.systems import JobState, get_system, read_submit_record  # noqa: E402
+from tests.slurm.chunkjobs import make_jobs, read_out  # noqa: E402
+from tests.slurm.fixtures import slurm_cluster  # noqa: E402,F401
+
+
+def test_local_dask_cluster_runs_chunks(tmp_path):
+    jobs = make_jobs(tmp_path, 4, exit_codes={1: 3}, env={"WHO": "dask"},
+                     command='echo "chunk {i} $WHO" > out.txt')
+    system = get_system("dask", workers=2)
+    t0 = time.perf_counter()
+    records = system.submit(jobs)  # starts a LocalCluster, waits for all chunks
+    elapsed = time.perf_counter() - t0
+    states = system.query(jobs)
+    assert states == {j.name: (JobState.FAILED if i == 1 else JobState.DONE)
+                      for i, j in enumerate(jobs)}
+    for i, job in enumerate(jobs):
+        assert read_out(job) == f"chunk {i} dask"
+        assert read_submit_record(job).job_id == records[i].job_id
+    # a later process (a fresh adapter) reads the same states from the chunk files
+    assert get_system("dask").query(jobs) == states
+    print(f"\ndask LocalCluster(2): 4 chunks in {elapsed:.1f} s including cluster start")
+
+
+def test_scheduler_address_and_worker_death_is_failed(tmp_path):
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        jobs = make_jobs(tmp_path, 2, command="echo chunk {i} > out.txt")
+        system = get_system("dask", scheduler_address=cluster.scheduler_address)
+        system.submit(jobs)
+        assert system.query(jobs) == {j.name: JobState.DONE for j in jobs}
+        # a chunk that kills its own worker's process group never writes exit_status
+        dead = make_jobs(tmp_path / "b", 1, command="kill -9 $PPID")
+        system.submit(dead)
+        assert system.query(dead)[dead[0].name] is JobState.FAILED
+        assert not (dead[0].path / "exit_status").exists()
+
+
+@pytest.mark.slurm
+def test_dask_jobqueue_on_the_slurm_cluster(tmp_path, slurm_cluster):  # noqa: F811
+    pytest.importorskip("dask_jobqueue")
+    jobs = make_jobs(tmp_path, 3, command='echo "chunk {i} $SLURM_JOB_ID" > out.txt')
+    system = get_system("dask", cluster="slurm", workers=1, queue="debug", mem="500M",
+                        walltime="00:10:00", interface="lo")
+    system.submit(jobs)
+    assert system.query(jobs) == {j.name: JobState.DONE for j in jobs}
+    for i, job in enumerate(jobs):
+        words = read_out(job).split()
+        assert words[:2] == ["chunk", str(i)] and words[2].isdigit()  # ran inside a slurm job
