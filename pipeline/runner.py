@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import yaml
 
-from .errors import InputFileError, PipelineError
+from .errors import ConfigError, InputFileError, PipelineError
 from .fitconfig import load_fit_config
 from .fitters.base import get_fitter
 from .gmix import flags as F
@@ -110,7 +110,10 @@ class Run:
                 raise InputFileError(opts.fof_file or self.meds_paths[0],
                                      f"--fof-range {self.first},{self.last} is outside the "
                                      f"{ngroups} groups (0..{ngroups - 1})")
-        self.fitter = get_fitter(self.conf, self.nband)
+        try:
+            self.fitter = get_fitter(self.conf, self.nband)
+        except ConfigError as err:
+            raise ConfigError(f"{config_path}: {err}") from None
         self.fitter.setup(self)
         self.model_dtype = np.dtype(base_dtype(self.nband) + self.fitter.model_dtype())
         self.epoch_dtype = np.dtype(EPOCH_DTYPE + self.fitter.epoch_dtype())

@@ -31,7 +31,7 @@ def test_local_dask_cluster_runs_chunks(tmp_path):
     print(f"\ndask LocalCluster(2): 4 chunks in {elapsed:.1f} s including cluster start")
 
 
-def test_scheduler_address_and_worker_death_is_failed(tmp_path):
+def test_scheduler_address_and_killed_script_is_failed(tmp_path):
     from distributed import LocalCluster
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
@@ -39,7 +39,7 @@ def test_scheduler_address_and_worker_death_is_failed(tmp_path):
         system = get_system("dask", scheduler_address=cluster.scheduler_address)
         system.submit(jobs)
         assert system.query(jobs) == {j.name: JobState.DONE for j in jobs}
-        # a chunk that kills its own worker's process group never writes exit_status
+        # a job script killed mid-way (as by the OOM killer) never writes exit_status
         dead = make_jobs(tmp_path / "b", 1, command="kill -9 $PPID")
         system.submit(dead)
         assert system.query(dead)[dead[0].name] is JobState.FAILED

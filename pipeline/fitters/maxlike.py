@@ -37,7 +37,7 @@ class MaxLikeFitter(BaseFitter):
     def __init__(self, conf: dict, nband: int):
         super().__init__(conf, nband)
         self.models = list(conf["models"])
-        self.priors = {m: make_priors(conf["model_pars"].get(m) or {}, nband, model=m)
+        self.priors = {m: make_priors({k: v for k, v in (conf["model_pars"].get(m) or {}).items() if v is not None}, nband)
                        for m in self.models}
         self.psf_model = conf["psf_pars"]["model"]
 
@@ -110,15 +110,13 @@ class MaxLikeFitter(BaseFitter):
         return kept
 
     def fit_psf_fluxes(self, mbobs: MultiBandObsList, row: np.ndarray) -> None:
-        for band, obslist in enumerate(mbobs):
-            res = fit_psf_flux(obslist)
-            row["psf_flags"][band] = res["flags"]
-            if res["flags"] == 0:
-                row["psf_flux"][band] = res["flux"]
-                row["psf_flux_err"][band] = res["flux_err"]
-                row["psf_flux_s2n"][band] = res.get("s2n", res["flux"] / res["flux_err"])
-            else:
-                row["flags"] |= F.PSF_FLUX_FIT_FAILURE
+        res = fit_psf_flux(mbobs)
+        row["psf_flags"] = res["band_flags"]
+        row["psf_flux"] = res["flux"]
+        row["psf_flux_err"] = res["flux_err"]
+        row["psf_flux_s2n"] = res["s2n"]
+        if res["flags"] != 0:
+            row["flags"] |= F.PSF_FLUX_FIT_FAILURE
 
     def fit_models(self, obj, mbobs: MultiBandObsList, rng: np.random.Generator,
                    row: np.ndarray) -> dict:
