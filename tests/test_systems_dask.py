@@ -57,3 +57,13 @@ def test_dask_jobqueue_on_the_slurm_cluster(tmp_path, slurm_cluster):  # noqa: F
     for i, job in enumerate(jobs):
         words = read_out(job).split()
         assert words[:2] == ["chunk", str(i)] and words[2].isdigit()  # ran inside a slurm job
+
+
+def test_unreachable_scheduler_is_one_line_error_and_submits_nothing(tmp_path):
+    from pipeline.errors import PipelineError
+    jobs = make_jobs(tmp_path, 1)
+    system = get_system("dask", scheduler_address="tcp://127.0.0.1:9")
+    system.connect_timeout = "2s"
+    with pytest.raises(PipelineError, match="tcp://127.0.0.1:9: cannot connect"):
+        system.submit(jobs)
+    assert system.query(jobs) == {jobs[0].name: JobState.NOT_SUBMITTED}

@@ -17,6 +17,7 @@ import pytest
 from pipeline.errors import ConfigError
 from pipeline.megamixer.systems import ChunkJob, JobState, get_system, read_submit_record
 from pipeline.megamixer.systems.base import mem_megabytes, walltime_seconds
+from pipeline.megamixer.systems.local import process_start_time
 from pipeline.megamixer.systems.template import load_template, placeholders, template_dir
 from tests.slurm.chunkjobs import make_jobs, read_out
 
@@ -37,8 +38,8 @@ def test_template_documents_every_placeholder(name):
 
 def test_local_runs_chunks_and_reports_states(tmp_path):
     jobs = make_jobs(tmp_path, 5, exit_codes={3: 3},
-                     command='echo "chunk {i} $GREETING $(cat ../extra.txt)" > out.txt',
-                     extra_cmds=["echo from-extra > ../extra.txt"], env={"GREETING": "hi there"})
+                     command='echo "chunk {i} $GREETING $(cat extra.txt)" > out.txt',
+                     extra_cmds=["echo from-extra > extra.txt"], env={"GREETING": "hi there"})
     system = get_system("local", workers=2)
     assert system.script_name == "job.sh"
     records = system.submit(jobs)
@@ -115,22 +116,30 @@ _SUBMITTER = textwrap.dedent("""
 """)
 
 
+def _wait_pid(job: ChunkJob, submitter: subprocess.Popen, timeout: float = 30) -> int:
+    """The chunk command's pid, once it has written it (kills the submitter on failure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = (job.path / "pid").read_text().strip() if (job.path / "pid").exists() else ""
+        if text:
+            return int(text)
+        time.sleep(0.05)
+    submitter.kill()
+    raise AssertionError(f"chunk {job.name} never started")
+
+
 def test_later_process_sees_running_then_failed_when_killed(tmp_path):
     """A chunk whose submitting process was killed reads FAILED, not RUNNING forever."""
     proc = subprocess.Popen([sys.executable, "-c", _SUBMITTER, str(tmp_path)], cwd=REPO)
     job = make_jobs(tmp_path, 1)[0]
-    deadline = time.monotonic() + 30
-    while not (job.path / "pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    pid = _wait_pid(job, proc)
     try:
-        assert (job.path / "pid").exists(), "the chunk never started"
         system = get_system("local")
         assert system.query([job])[job.name] is JobState.RUNNING
         assert read_submit_record(job).pid == proc.pid
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        pid = int((job.path / "pid").read_text())
         os.killpg(os.getpgid(pid), signal.SIGKILL)  # the chunk's own process group
     assert get_system("local").query([job])[job.name] is JobState.FAILED
     assert not (job.path / "exit_status").exists()
@@ -171,3 +180,19 @@ def test_resource_parsing():
 
 def test_template_dir_is_the_repos():
     assert template_dir() == REPO / "jobtemplates"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_stops_its_chunks(tmp_path, sig):
+    """Ctrl-C or SIGTERM of the submitter terminates running chunks; they read FAILED."""
+    proc = subprocess.Popen([sys.executable, "-c", _SUBMITTER, str(tmp_path)], cwd=REPO,
+                            stderr=subprocess.DEVNULL)
+    job = make_jobs(tmp_path, 1)[0]
+    pid = _wait_pid(job, proc)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=10) != 0
+    deadline = time.monotonic() + 5
+    while process_start_time(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process_start_time(pid) is None, "the chunk outlived its submitter"
+    assert get_system("local").query([job])[job.name] is JobState.FAILED

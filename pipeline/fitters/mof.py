@@ -262,15 +262,37 @@ class MOFFitter(MaxLikeFitter):
                 # from a previous solution the random perturbation only slows the sweeps
                 res = fit_model(mbobs, model, prior=self.priors[model], guess=guess,
                                 rng=None if guess is not None else m.rng, ntry=mpars["ntry"],
-                                lm_pars=mpars["lm_pars"] or None)
+                                lm_pars=mpars["lm_pars"] or None,
+                                bounds=self.size_bounds(m, model))
             results[model] = res
             if res["flags"] == 0:
                 m.guesses[model] = np.asarray(res["pars"], dtype="f8").copy()
         m.results.update(results)
         self.set_member_model(m, results[self.mof_model])
 
+    def size_bounds(self, m: _Member, model: str):
+        """Upper bound on T: Gaussian sigma at most half the stamp side.
+
+        A faint member next to a bright one can otherwise fit a huge, flat
+        profile to the neighbour's wings, which, drawn on the other stamps, wrecks
+        every other fit of the group.
+        """
+        npars = model_npars(model, self.nband)
+        hi = np.full(npars, np.nan)
+        hi[4] = self.max_T(m)
+        return np.full(npars, np.nan), hi
+
+    @staticmethod
+    def max_T(m: _Member) -> float:
+        scale = m.mbobs[0][0].jacobian.get_scale()
+        half = 0.5 * m.obj.box_size * scale
+        return 2.0 * half * half
+
     def set_member_model(self, m: _Member, res: dict) -> None:
-        if res.get("flags", 1) == 0 and res.get("pars") is not None:
+        pars = res.get("pars")
+        # a fit at the size bound is not a usable model of the object
+        at_bound = pars is not None and pars[4] >= 0.99 * self.max_T(m)
+        if res.get("flags", 1) == 0 and pars is not None and not at_bound:
             m.mm.pars = np.asarray(res["pars"], dtype="f8").copy()
             m.mm.ok = True
             m.ever_ok = True
@@ -382,7 +404,8 @@ class MOFFitter(MaxLikeFitter):
                                     ntry=mpars["ntry"], lm_pars=mpars["lm_pars"])
             else:
                 res = fit_model(mb, model, prior=self.priors[model], rng=m.rng,
-                                ntry=mpars["ntry"], lm_pars=mpars["lm_pars"] or None)
+                                ntry=mpars["ntry"], lm_pars=mpars["lm_pars"] or None,
+                                bounds=self.size_bounds(m, model))
             m.results[model] = res
         mof_flags = self._mof_flags(m, members)
         for model in self.models:

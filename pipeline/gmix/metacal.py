@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 METACAL_TYPES = ("noshear", "1p", "1m", "2p", "2m")
 PSF_MODES = ("fitgauss", "gauss", "dilate")
+METACAL_LM_PARS = {"ftol": 1.0e-8, "xtol": 1.0e-8}
 
 # the target PSF / deconvolution ratio is set to zero where |P| is below this
 # fraction of its peak: the reconvolved image has no information there anyway
@@ -251,8 +252,13 @@ class EpochShearer:
             return stamp_ft_at(self.psf_image, self.psf_centre, qr, qc) / self.psf_image.sum()
         return gauss_pixel_ft(self.kr, self.kc, sigma2, self.jmat, amat)
 
-    def sheared(self, g1: float, g2: float, mode: str, sigma2: float, dilation: float) -> np.ndarray:
-        """Images sheared by (g1, g2) and reconvolved with the target PSF."""
+    def sheared(self, g1: float, g2: float, mode: str, sigma2: float,
+                dilation: float) -> np.ndarray:
+        """Images sheared by (g1, g2) and reconvolved with the target PSF.
+
+        mode "dilate" uses the PSF stamp itself, dilated, as the target; that
+        assumes the PSF stamp shares the image's pixel grid (true for MEDS).
+        """
         if g1 == 0.0 and g2 == 0.0:
             amat = None
         else:
@@ -548,6 +554,10 @@ def metacal(obs: Any, model: str = "gauss", psf: str = "fitgauss", step: float =
     except MetacalError as err:
         return _failed_result(str(err), types)
 
+    # the response is a difference of shapes over 2 step = 0.02: LM must converge
+    # far below the noise or the stopping point (which depends on the start)
+    # leaks into R; the tighter tolerance costs ~1-2 extra iterations
+    fit_kw.setdefault("lm_pars", dict(METACAL_LM_PARS))
     out = MetacalResult()
     guess = None
     order = sorted(types, key=lambda t: t != "noshear")

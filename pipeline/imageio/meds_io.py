@@ -192,8 +192,10 @@ class MedsImageIO(ImageIO):
         rows = []
         nmasked = npix = 0
         for icut, image, weight, raw in zip(kept, images, weights, raws):
-            zero_frac = float(np.mean(weight <= 0))
-            nmasked += int(np.sum(weight <= 0))
+            # MOF models the neighbours and fits with the raw weight after its first
+            # pass, so an epoch is judged by the pixels that weight leaves
+            zero_frac = float(np.mean(raw <= 0))
+            nmasked += int(np.sum(raw <= 0))
             npix += weight.size
             if zero_frac > conf["max_zero_weight_frac"]:
                 continue

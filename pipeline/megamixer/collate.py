@@ -12,7 +12,7 @@ undefined), and ``psf_mag`` from ``psf_flux``.
 Determinism: with the same seed the data tables are identical for any chunk
 size, system or worker count, except wall-clock columns written by ngmixit
 (``time_last_fit``), which are passed through unchanged. ``meta_data`` is the
-first chunk's.
+first chunk's, with ``fof_range`` set to the whole tile.
 """
 
 from __future__ import annotations
@@ -251,6 +251,10 @@ def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
             epoch = epoch[np.argsort(epos, kind="stable")]
 
     meta = chunks[0].meta
+    if meta is not None and meta.dtype.names and "fof_range" in meta.dtype.names \
+            and meta["fof_range"].shape == (meta.size, 2):
+        meta = meta.copy()
+        meta["fof_range"] = [0, rec.ngroups - 1]   # the tile, not the first chunk
     zp = _zeropoints(meta, rec, layout.run_dir)
     model = add_columns(model, derived_columns(model, zp))
 

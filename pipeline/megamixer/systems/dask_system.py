@@ -14,14 +14,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import subprocess
 import uuid
 from typing import Any, Iterator, Mapping, Sequence
 
 from ...errors import ConfigError, PipelineError
 from .base import (BatchSystem, ChunkJob, JobState, Progress, SubmitCommand, SubmitRecord,
-                   hms, read_exit_status, write_submit_record)
+                   hms, mem_megabytes, read_exit_status, walltime_seconds,
+                   write_submit_record)
 from .local import _set_live, live_state, owner_state, process_start_time
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class DaskSystem(BatchSystem):
         self.interface = interface
         self.cluster_options = dict(cluster_options or {})
         self._futures: dict[str, Any] = {}
+        self.connect_timeout = "20s"
 
     def submit_command(self, job: ChunkJob) -> SubmitCommand:
         return SubmitCommand(["bash", str(self.script_path(job))], cwd=str(job.path))
@@ -65,7 +66,12 @@ class DaskSystem(BatchSystem):
             raise PipelineError("system dask needs the packages dask and distributed "
                                 "(pip install 'megamixer[dask]')") from None
         if self.scheduler_address:
-            with Client(self.scheduler_address) as client:
+            try:
+                client = Client(self.scheduler_address, timeout=self.connect_timeout)
+            except (OSError, TimeoutError) as err:
+                raise PipelineError(f"dask scheduler {self.scheduler_address}: cannot "
+                                    f"connect ({err.__class__.__name__})") from None
+            with client:
                 yield client
             return
         if self.cluster == "slurm":
@@ -89,9 +95,9 @@ class DaskSystem(BatchSystem):
         except ImportError:
             raise PipelineError("dask cluster 'slurm' needs dask-jobqueue "
                                 "(pip install dask-jobqueue)") from None
-        wall = self.job_walltime_default()
+        wall = walltime_seconds(self.walltime)
         opts: dict[str, Any] = dict(cores=self.cpus or 1, processes=1,
-                                    memory=f"{self.job_mem_default() or 1024}MB",
+                                    memory=f"{mem_megabytes(self.mem) or 1024}MB",
                                     walltime=hms(wall) if wall else "01:00:00")
         if self.queue:
             opts["queue"] = self.queue
@@ -102,65 +108,58 @@ class DaskSystem(BatchSystem):
         cluster.scale(jobs=self.workers)
         return cluster
 
-    def job_walltime_default(self) -> int | None:
-        from .base import walltime_seconds
-        return walltime_seconds(self.walltime)
-
-    def job_mem_default(self) -> int | None:
-        from .base import mem_megabytes
-        return mem_megabytes(self.mem)
-
     def _submit(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
         where = self.scheduler_address or f"{self.cluster} cluster"
-        records = []
-        for job in jobs:
-            cmd = self.submit_command(job)
-            if dry_run:
-                log.info("would run %s on dask (%s)", cmd, where)
-                records.append(self.record(job, None, cmd, self.script_path(job)))
-                continue
-            self.prepare(job)
-            rec = self.record(job, f"megamixer-{job.name}-{uuid.uuid4().hex[:8]}", cmd,
-                              self.script_path(job),
-                              extra={"pid_start": process_start_time(os.getpid()),
-                                     "scheduler": where})
-            write_submit_record(job, rec)
-            _set_live(job, JobState.PENDING)
-            records.append(rec)
-        if not dry_run:
-            self._run(jobs, records)
+        if dry_run:
+            for job in jobs:
+                log.info("would run %s on dask (%s)", self.submit_command(job), where)
+            return [self.record(j, None, self.submit_command(j), self.script_path(j))
+                    for j in jobs]
+        # connect first: a cluster that cannot be reached leaves the chunks unsubmitted
+        with self.client() as client:
+            records = []
+            for job in jobs:
+                self.prepare(job)
+                rec = self.record(job, f"megamixer-{job.name}-{uuid.uuid4().hex[:8]}",
+                                  self.submit_command(job), self.script_path(job),
+                                  extra={"pid_start": process_start_time(os.getpid()),
+                                         "scheduler": where})
+                write_submit_record(job, rec)
+                _set_live(job, JobState.PENDING)
+                records.append(rec)
+            self._run(client, jobs, records)
         return records
 
-    def _run(self, jobs: list[ChunkJob], records: list[SubmitRecord]) -> None:
+    def _run(self, client: Any, jobs: list[ChunkJob], records: list[SubmitRecord]) -> None:
         from distributed import as_completed
         progress = Progress(len(jobs), "dask")
         try:
-            with self.client() as client:
-                futures = {}
-                for job, rec in zip(jobs, records):
-                    # subprocess.call keeps workers free of any dependency on this package
-                    fut = client.submit(subprocess.call, ["bash", str(self.script_path(job))],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        key=rec.job_id, pure=False)
-                    futures[fut] = job
-                    self._futures[job.name] = fut
-                for fut in as_completed(futures):
-                    job = futures[fut]
-                    try:
-                        fut.result()
-                    except Exception as err:  # worker died, task cancelled, ...
-                        log.warning("chunk %s: dask task failed: %s", job.name, err)
-                    code = read_exit_status(job)
-                    state = JobState.DONE if code == 0 else JobState.FAILED
-                    if state is JobState.FAILED:
-                        log.warning("chunk %s failed; see %s", job.name, job.path / job.log)
-                    _set_live(job, state)
-                    progress.update(job.name, state)
+            futures = {}
+            for job, rec in zip(jobs, records):
+                # subprocess.call keeps workers free of any dependency on this package
+                fut = client.submit(subprocess.call, ["bash", str(self.script_path(job))],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    key=rec.job_id, pure=False)
+                futures[fut] = job
+                self._futures[job.name] = fut
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    fut.result()
+                except Exception as err:  # worker died, task cancelled, ...
+                    log.warning("chunk %s: dask task failed: %s", job.name, err)
+                code = read_exit_status(job)
+                state = JobState.DONE if code == 0 else JobState.FAILED
+                if state is JobState.FAILED:
+                    log.warning("chunk %s failed; see %s", job.name, job.path / job.log)
+                _set_live(job, state)
+                progress.update(job.name, state)
         finally:
             progress.close()
             for job in jobs:
                 self._futures.pop(job.name, None)
-                if live_state(job) is not None and live_state(job).active:
+                state = live_state(job)
+                if state is not None and state.active:
                     _set_live(job, JobState.FAILED)
 
     def _scheduler_states(self, jobs: list[ChunkJob],

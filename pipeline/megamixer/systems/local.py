@@ -15,7 +15,6 @@ import socket
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from .base import (BatchSystem, ChunkJob, JobState, Progress, SubmitCommand, SubmitRecord,
@@ -75,6 +74,10 @@ def owner_state(job: ChunkJob, rec: SubmitRecord) -> JobState | None:
     return JobState.RUNNING if touched else JobState.PENDING
 
 
+def _raise_exit(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 class LocalSystem(BatchSystem):
     """A pool of ``workers`` processes on this machine (default: all cores)."""
 
@@ -119,6 +122,10 @@ class LocalSystem(BatchSystem):
         self._cancelled.clear()
         progress = Progress(len(jobs), "local")
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="chunk")
+        old_term = None
+        if threading.current_thread() is threading.main_thread():
+            # a terminated megamixit (e.g. its own batch job timing out) stops its chunks
+            old_term = signal.signal(signal.SIGTERM, _raise_exit)
         try:
             futures = {pool.submit(self._run_one, job): job for job in jobs}
             for fut in as_completed(futures):
@@ -135,6 +142,8 @@ class LocalSystem(BatchSystem):
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             progress.close()
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
 
     def _run_one(self, job: ChunkJob) -> JobState:
         if self._cancelled.is_set():

@@ -18,8 +18,8 @@ from typing import Mapping, Sequence
 from ...errors import PipelineError
 from ...fileio import atomic_path
 from .base import (BatchSystem, ChunkJob, JobState, SubmitCommand, SubmitRecord,
-                   array_name, array_stem, group_by_parent, hms, run_command,
-                   write_submit_record)
+                   array_name, array_stem, group_by_parent, hms, read_submit_record,
+                   run_command, write_submit_record)
 from .template import load_template, render
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,6 @@ class SlurmSystem(BatchSystem):
 
     def cancel(self, jobs: Sequence[ChunkJob]) -> None:
         """``scancel`` the jobs' ids (array tasks individually) in one call."""
-        from .base import read_submit_record
         ids = []
         for job in jobs:
             rec = read_submit_record(job)
