@@ -38,6 +38,7 @@ def flux_check(cfg: dict, seed: int) -> None:
                & (c0[:, None] < c1[None, :]) & (c0[None, :] < c1[:, None]))
     iso = np.flatnonzero(overlap.sum(axis=1) == 1)
     image = render_noiseless_coadd(plan, 0).astype("f8")
+    r0, c0 = np.maximum(r0, 0), np.maximum(c0, 0)  # stamps may run off the image edge
     ratio = np.array([image[r0[i]:r1[i], c0[i]:c1[i]].sum() / t["flux"][i, 0] for i in iso])
     print(f"flux check: {iso.size} isolated objects; aperture/truth - 1: "
           f"median {np.median(ratio - 1):+.2e}, min {np.min(ratio - 1):+.2e}, "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+from importlib import metadata
 import json
 import os
 from typing import Any
@@ -41,11 +41,12 @@ def new_rows(dtype: np.dtype, n: int) -> np.ndarray:
 
 
 def software_versions() -> dict[str, str]:
+    """Versions of the packages that shape the results (from metadata: no imports)."""
     out = {"megamixer": __version__}
     for name in ("numpy", "numba", "fitsio", "galsim", "scipy"):
         try:
-            out[name] = importlib.import_module(name).__version__
-        except Exception:  # noqa: BLE001 - provenance only
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             out[name] = "unavailable"
     return out
 

@@ -76,14 +76,15 @@ def mixture_summary(pars: np.ndarray) -> tuple[float, np.ndarray, float]:
     return T, np.array([e1 * f, e2 * f]), psum
 
 
-def fit_em(obs: Any, ngauss: int, maxiter: int = 2000, tol: float = 1e-6,
+def fit_em(obs: Any, ngauss: int, maxiter: int = 2000, tol: float = 1e-5,
            rng: np.random.Generator | None = None, guess: np.ndarray | None = None,
            guess_T: float | None = None) -> EMResult:
     """Fit ``ngauss`` Gaussians to ``obs.image`` by EM in (v, u) through the Jacobian.
 
     The image is shifted to be non-negative and the shift is modelled as a
     fixed sky level, so noise-free PSF images with small negative ringing and
-    images with a flat background both work.  ``guess``: optional (ngauss, 6)
+    images with a flat background both work.  Converged when the mixture's T
+    changes by less than ``tol`` (fractional) in an iteration.  ``guess``: optional (ngauss, 6)
     start; otherwise one is made from adaptive moments (perturbed with ``rng``).
     Never raises for bad data: failures return non-zero ``flags``.
     """

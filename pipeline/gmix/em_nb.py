@@ -19,7 +19,7 @@ EM_MAXIT = 2
 EM_NO_DATA = 4
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
 def em_run(image, weight, jac, sky, pars, maxiter, tol):
     """Iterate EM in place on ``pars``; returns (flags, numiter, fractional T change)."""
     ng = pars.shape[0]

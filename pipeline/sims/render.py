@@ -56,8 +56,10 @@ def draw_objects(images: Sequence[galsim.Image], conds: Sequence[ImageConditions
                 continue
             # a star is the PSF itself; skip a pointless convolution with a delta function
             obj = cond.psf.withFlux(prof.flux) if is_star else galsim.Convolve(prof, cond.psf)
-            stamp = galsim.ImageF(bounds, wcs=image.wcs)
-            obj.drawImage(image=stamp, center=galsim.PositionD(x, y))
+            pos = galsim.PositionD(x, y)
+            # the local Jacobian at the object, computed once (galsim would do it twice)
+            stamp = galsim.ImageF(bounds, wcs=image.wcs.jacobian(image_pos=pos))
+            obj.drawImage(image=stamp, center=pos)
             image[bounds].array[...] += stamp.array
             if keep_stamps and k == 0:
                 stamps.append(Stamp(bounds.ymin - image.bounds.ymin,
