@@ -87,7 +87,11 @@ def test_setup_inputs_beside_run_are_relative_and_clobber(tmp_path, capsys):
     conf = yaml.safe_load(inp["run_config"].read_text())
     conf["chunksize"] = 2
     inp["run_config"].write_text(yaml.safe_dump(conf))
+    fake_run_chunks(layout, rec, inp["ids"]["T1"])
+    assert mmx("collate", inp["run_config"], inp["tiles"]) == 0
+    assert mmx("link", inp["run_config"], inp["tiles"]) == 0
     assert mmx("setup", inp["run_config"], inp["tiles"], "--clobber") == 0
+    assert not layout.collated("T1").exists() and not layout.link("T1").is_symlink()
     assert sorted(p.name for p in layout.chunks_dir("T1").iterdir()) == \
         ["chunk000000-000001", "chunk000002-000003", "chunk000004-000004"]
 

@@ -187,3 +187,18 @@ def test_fit_psfs_multiband_multiepoch():
             assert abs(mb[b][e].psf.gmix.get_T() / (2 * sigma ** 2) - 1) < 1e-3
     assert res[1][2]["flags"] & PSF_FIT_FAILURE
     assert mb[1][2].psf.gmix is None
+
+
+def test_fit_pars_options():
+    """psf_pars.fit_pars options reach the fitters; unknown ones are config errors."""
+    from pipeline.errors import ConfigError
+    prof = galsim.Moffat(beta=3.5, fwhm=0.9)
+    loose = fit_psf(_psf_obs(prof), "em3", tol=1e-3, rng=np.random.default_rng(1))
+    tight = fit_psf(_psf_obs(prof), "em3", tol=1e-7, maxiter=5000, rng=np.random.default_rng(1))
+    assert loose["flags"] == 0 and tight["flags"] == 0
+    assert loose["numiter"] < tight["numiter"]
+    # an LM fit limited to 1 iteration cannot converge
+    assert fit_psf(_psf_obs(prof), "coellip3", maxfev=1, ntry=1)["flags"] & PSF_FIT_FAILURE
+    assert fit_psf(_psf_obs(prof), "coellip3", maxfev=2000)["flags"] == 0
+    with pytest.raises(ConfigError, match="tol"):
+        fit_psf(_psf_obs(prof), "coellip3", tol=1e-3)

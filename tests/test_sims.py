@@ -13,7 +13,8 @@ import pytest
 from pipeline.cli.common import run_cli
 from pipeline.cli.sim import main as sim_main
 from pipeline.meds import MEDS
-from pipeline.sims import plan_tile, render_noiseless_coadd, sim_config, simulate_tile
+from pipeline.sims import (plan_tile, render_noiseless_coadd, render_noiseless_epoch, sim_config,
+                           simulate_tile)
 from pipeline.sims.defects import BMASK_BADCOL, BMASK_COSMIC, add_bad_columns, add_cosmic_rays
 from pipeline.sims.profiles import object_profile, round_profile
 from pipeline.sims.seg import Stamp, make_seg
@@ -106,32 +107,39 @@ def test_seg_dominant_object():
 
 
 def test_noise_and_weight(run, plan):
-    """Coadd cutouts = noiseless coadd + noise whose variance is 1/weight."""
-    summary, truth = run
-    noiseless = render_noiseless_coadd(plan, 0)
-    pulls = []
-    with MEDS(summary.meds_paths[0]) as m:
+    """Cutouts = noiseless image + noise whose variance is 1/weight, coadd and epochs;
+    defects (bmask bits) have zero weight."""
+    summary, _ = run
+    iband = 1
+    noiseless = [render_noiseless_coadd(plan, iband)] + [
+        render_noiseless_epoch(plan, iband, e) for e in range(NEPOCH)]
+    pulls = [[] for _ in noiseless]
+    nflag = 0
+    with MEDS(summary.meds_paths[iband]) as m:
         for i in range(m.size):
             box = int(m["box_size"][i])
-            r0, c0 = int(m["orig_start_row"][i, 0]), int(m["orig_start_col"][i, 0])
-            resid = m.get_cutout(i, 0) - noiseless[r0:r0 + box, c0:c0 + box]
-            pulls.append((resid * np.sqrt(m.get_cutout(i, 0, type="weight"))).ravel())
-        pulls = np.concatenate(pulls)
-        # the std of N unit normals has standard error 1/sqrt(2N): allow 5 of those
-        assert abs(pulls.mean()) < 5 / math.sqrt(pulls.size)
-        assert abs(pulls.std() - 1) < 5 / math.sqrt(2 * pulls.size)
-        # defects on epochs: flagged pixels have zero weight, unflagged on-image ones do not
-        nflag = 0
-        for i in range(m.size):
-            for k in range(1, int(m["ncutout"][i])):
+            for k in range(int(m["ncutout"][i])):
+                f = int(m["file_id"][i, k])
+                r0, c0 = int(m["orig_start_row"][i, k]), int(m["orig_start_col"][i, k])
                 bm = m.get_cutout(i, k, type="bmask")
                 wt = m.get_cutout(i, k, type="weight")
+                good = bm == 0  # on the image (off-image pixels carry EDGE) and no defect
+                full = np.zeros((box, box), dtype="f8")
+                rs, cs = max(r0, 0), max(c0, 0)
+                part = noiseless[f][rs:r0 + box, cs:c0 + box]
+                full[rs - r0:rs - r0 + part.shape[0], cs - c0:cs - c0 + part.shape[1]] = part
+                resid = m.get_cutout(i, k) - full
+                pulls[f].append((resid * np.sqrt(wt))[good])
                 flagged = (bm & (BMASK_BADCOL | BMASK_COSMIC)) != 0
                 nflag += int(flagged.sum())
-                assert np.all(wt[flagged] == 0)
-                assert np.all(wt[bm == 0] > 0)
-                assert np.all(wt[(bm & EDGE) != 0] == 0)
-        assert nflag > 0
+                assert np.all(wt[flagged] == 0) and np.all(wt[(bm & EDGE) != 0] == 0)
+                assert np.all(wt[good] > 0)
+    for f, chunks in enumerate(pulls):
+        p = np.concatenate(chunks)
+        # mean and std of N unit normals have standard errors 1/sqrt(N), 1/sqrt(2N): 5 of those
+        assert abs(p.mean()) < 5 / math.sqrt(p.size), f
+        assert abs(p.std() - 1) < 5 / math.sqrt(2 * p.size), f
+    assert nflag > 0
 
 
 def test_aperture_flux_matches_truth(cfg):

@@ -12,12 +12,21 @@ epoch (world = Jacobian x pixel offset, world in (v, u) arcsec):
   shear(I / P) * Gamma, but needs the deconvolved image only on the regular
   FFT grid;
 * ``h`` is band limited (the target PSF has no power at Nyquist), so the
-  resampling at ``B p`` is done exactly with trigonometric interpolation,
-  factorising ``B = Sx(s) diag(a, d) Sy(t)`` into two per-row/column Fourier
-  shifts and one separable Dirichlet-kernel rescale (two small matrix products).
+  resampling at ``B p`` is done exactly with trigonometric interpolation:
+  ``B = Sx(s) diag(a, d) Sy(t)`` becomes two passes, each a 1-d rfft, a
+  per-column (per-row) phase for the shift and one small matrix product for
+  the rescale.
 
 The same linear operator is applied to a 90-degree rotated noise field
 (``fixnoise``), which is rotated back and added, and the weight is halved.
+Against galsim drawings of the sheared, reconvolved truth the images agree to
+< 1e-4 of the peak (tests/test_metacal.py).
+
+Target PSFs: ``fitgauss`` - round Gaussian from an LM gauss fit to the PSF,
+``gauss`` - the same from adaptive moments; both get T multiplied by
+1 + 2 (sqrt(lambda_max / (T/2)) - 1) (cover the major axis, capped at 1.1, as
+metacal does) and sigma dilated by 1 + 2 step, then are convolved with the
+pixel.  ``dilate`` - the PSF image itself dilated by 1 + 2 step.
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ import math
 from typing import Any
 
 import numpy as np
+
+from ..errors import PipelineError
+from .flags import METACAL_FAILURE
 
 logger = logging.getLogger(__name__)
 
@@ -154,14 +166,21 @@ def _psf_transform(psf_image: np.ndarray, centre: tuple[float, float], m: int) -
 # --------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=64)
-def _eval_matrix(m: int, centre: float, factor: float) -> np.ndarray:
-    """C with Re(C @ rfft(h)) = h(centre + factor*(j - centre)), j = 0..m-1, for a
-    band-limited periodic h of even length m (trigonometric interpolation)."""
+def _eval_matrix(m: int, factor: float) -> np.ndarray:
+    """C with Re(C @ rfft(h))[j] = h(factor * j) for a band-limited periodic h of
+    even length m (trigonometric interpolation).  Independent of the centre, so
+    it is shared by all objects: the centre enters as a phase on rfft(h)."""
     k = 2.0 * math.pi * np.fft.rfftfreq(m)
     w = np.full(k.size, 2.0 / m)
     w[0] = w[-1] = 1.0 / m  # DC and Nyquist appear once in the real series
-    x = centre + factor * (np.arange(m) - centre)
+    x = factor * np.arange(m)
     return np.exp(1j * x[:, None] * k[None, :]) * w[None, :]
+
+
+def _centre_phase(m: int, centre: float, factor: float) -> np.ndarray:
+    """Phase turning evaluation at factor*j into centre + factor*(j - centre)."""
+    k = 2.0 * math.pi * np.fft.rfftfreq(m)
+    return np.exp(1j * k * centre * (1.0 - factor))
 
 
 def resample_linear(h: np.ndarray, bmat: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
@@ -178,14 +197,17 @@ def resample_linear(h: np.ndarray, bmat: np.ndarray, centre: tuple[float, float]
     t = c / d
     k = 2.0 * math.pi * np.fft.rfftfreq(m)
     pos = np.arange(m)
+    fr = a - b * c / d
     hr = np.fft.rfft(h, axis=-2)
+    ph = _centre_phase(m, r0, fr)[:, None]
     if s != 0.0:
-        hr = hr * np.exp(1j * k[:, None] * (s * (pos - c0))[None, :])
-    h1 = _re_left(_eval_matrix(m, r0, a - b * c / d), hr)
+        ph = ph * np.exp(1j * k[:, None] * (s * (pos - c0))[None, :])
+    h1 = _re_left(_eval_matrix(m, fr), hr * ph)
     hc = np.fft.rfft(h1, axis=-1)
+    ph = _centre_phase(m, c0, d)[None, :]
     if t != 0.0:
-        hc = hc * np.exp(1j * (d * t * (pos - r0))[:, None] * k[None, :])
-    return _re_right(hc, _eval_matrix(m, c0, d))
+        ph = ph * np.exp(1j * (d * t * (pos - r0))[:, None] * k[None, :])
+    return _re_right(hc * ph, _eval_matrix(m, d))
 
 
 def _re_left(cmat: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -465,8 +487,8 @@ def make_metacal_obs(obs: Any, psf: str = "fitgauss", step: float = 0.01,
 
 
 class MetacalResult(dict):
-    """{type: fit result}; ``flags`` attribute is 0 or METACAL_FAILURE, with
-    ``message`` saying why."""
+    """{type: fit result}; ``flags`` attribute is 0, or METACAL_FAILURE when the
+    images could not be made or any type's fit failed, with ``message``."""
 
     flags: int = 0
     message: str = ""
@@ -523,7 +545,6 @@ def psf_means(mbobs) -> tuple[np.ndarray, float]:
 
 
 def _failed_result(message: str, types) -> MetacalResult:
-    from .flags import METACAL_FAILURE
     out = MetacalResult()
     for t in types:
         out[t] = {"flags": METACAL_FAILURE, "pars": None, "g": np.full(2, np.nan),
@@ -551,7 +572,7 @@ def metacal(obs: Any, model: str = "gauss", psf: str = "fitgauss", step: float =
     try:
         mcal = make_metacal_obs(obs, psf=psf, step=step, types=types, fixnoise=fixnoise,
                                 rng=rng, psf_model=psf_model)
-    except MetacalError as err:
+    except (MetacalError, ValueError) as err:
         return _failed_result(str(err), types)
 
     # the response is a difference of shapes over 2 step = 0.02: LM must converge
@@ -569,12 +590,17 @@ def metacal(obs: Any, model: str = "gauss", psf: str = "fitgauss", step: float =
         gpsf, Tpsf = psf_means(mb)
         res["gpsf"] = gpsf
         res["Tpsf"] = Tpsf
+        res["T_r"], res["s2n_r"] = np.nan, np.nan
         if res["flags"] == 0:
             try:
-                res["T_r"], res["s2n_r"] = round_stats(res, mb, model)
-            except ValueError:
-                res["T_r"], res["s2n_r"] = np.nan, np.nan
-        else:
-            res["T_r"], res["s2n_r"] = np.nan, np.nan
+                res["T_r"], res["s2n_r"] = round_stats(
+                    res, mb, model, fracdev=fit_kw.get("fracdev"), TdByTe=fit_kw.get("TdByTe"))
+            except (ValueError, PipelineError) as err:
+                logger.debug("round stats of %s failed: %s", t, err)
         out[t] = res
-    return MetacalResult({t: out[t] for t in types})
+    result = MetacalResult({t: out[t] for t in types})
+    bad = [t for t in types if result[t]["flags"] != 0]
+    if bad:
+        result.flags = METACAL_FAILURE
+        result.message = f"{model} fit failed for {', '.join(bad)}"
+    return result

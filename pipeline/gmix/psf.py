@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from .admom import admom_arrays, obs_arrays
 from .em import fit_em
 from .flags import PSF_FIT_FAILURE
@@ -91,7 +92,8 @@ def lm_guess(model: str, am: dict, flux: float, rng: np.random.Generator | None,
 
 
 def _fit_lm(psf_obs, model: str, am: dict, flux: float, ntry: int,
-            rng: np.random.Generator | None, scale: float) -> PSFResult:
+            rng: np.random.Generator | None, scale: float,
+            lm_pars: dict | None = None) -> PSFResult:
     from .gmix import GMixModel
     from .maxlike import fit_model
     from .observation import Observation
@@ -102,7 +104,7 @@ def _fit_lm(psf_obs, model: str, am: dict, flux: float, ntry: int,
     for itry in range(ntry):
         guess = lm_guess(model, am, flux, rng, scale, jitter=0.0 if itry == 0 else 0.1)
         try:
-            res = fit_model(target, model, guess=guess, rng=rng, ntry=1)
+            res = fit_model(target, model, guess=guess, rng=rng, ntry=1, lm_pars=lm_pars)
         except Exception as err:  # a fitter bug must not kill the object
             logger.warning("PSF %s fit raised %r", model, err)
             last_flags = -1
@@ -121,12 +123,13 @@ def _fit_lm(psf_obs, model: str, am: dict, flux: float, ntry: int,
 
 
 def _fit_em(psf_obs, ngauss: int, am: dict | None, ntry: int,
-            rng: np.random.Generator | None) -> PSFResult:
+            rng: np.random.Generator | None, em_pars: dict) -> PSFResult:
     model = f"em{ngauss}"
     last_flags = 0
     guess_T = am["T"] if am is not None else None
     for itry in range(ntry):
-        res = fit_em(psf_obs, ngauss, rng=rng if itry > 0 else None, guess_T=guess_T)
+        res = fit_em(psf_obs, ngauss, rng=rng if itry > 0 else None, guess_T=guess_T,
+                     **em_pars)
         last_flags = res["flags"]
         if last_flags != 0:
             continue
@@ -137,15 +140,39 @@ def _fit_em(psf_obs, ngauss: int, am: dict | None, ntry: int,
     return _failure(model, f"EM failed in {ntry} tries", last_flags)
 
 
+# options accepted in ``fit_pars`` (the psf_pars.fit_pars config section)
+_ADMOM_KEYS = ("maxiter", "etol", "Ttol")
+_EM_KEYS = ("maxiter", "tol")
+_LM_KEYS = ("maxfev", "maxit", "ftol", "xtol", "lambda0")
+
+
+def _check_fit_pars(model: str, fit_pars: dict) -> tuple:
+    if model == "admom":
+        allowed = _ADMOM_KEYS
+    elif model in EM_MODELS:
+        allowed = _EM_KEYS
+    else:
+        allowed = _LM_KEYS
+    unknown = sorted(set(fit_pars) - set(allowed))
+    if unknown:
+        raise ConfigError(f"psf_pars.fit_pars: {', '.join(unknown)} not valid for PSF model "
+                          f"'{model}' (valid: {', '.join(allowed)})")
+    return allowed
+
+
 def fit_psf(psf_obs: Any, model: str = "coellip3", ntry: int = 4,
-            rng: np.random.Generator | None = None, guess_T: float | None = None) -> PSFResult:
+            rng: np.random.Generator | None = None, guess_T: float | None = None,
+            **fit_pars) -> PSFResult:
     """Fit a PSF Observation with ``model`` ("admom", "gauss", "turb", "coellipN",
     "em1".."em5"); on success set ``psf_obs.gmix``.
 
     ntry: attempts, each from a randomly perturbed admom-based guess (the first
     unperturbed).  guess_T: starting size in arcsec^2 for adaptive moments.
+    fit_pars: admom (maxiter, etol, Ttol), EM (maxiter, tol) or LM (maxfev,
+    ftol, xtol, lambda0) options; others raise ConfigError.
     """
     model = str(model)
+    _check_fit_pars(model, fit_pars)
     image, weight, jac, problem = obs_arrays(psf_obs)
     if problem:
         return _failure(model, problem)
@@ -154,7 +181,8 @@ def fit_psf(psf_obs: Any, model: str = "coellip3", ntry: int = 4,
         return _failure(model, "PSF image has no positive flux")
     scale = math.sqrt(abs(jac[2] * jac[5] - jac[3] * jac[4]))
 
-    am = admom_arrays(image, weight, jac, guess_T=guess_T)
+    am_kw = {k: fit_pars[k] for k in _ADMOM_KEYS if k in fit_pars and model == "admom"}
+    am = admom_arrays(image, weight, jac, guess_T=guess_T, **am_kw)
     if am["flags"] != 0:
         am_ok = None
         # a fallback start: centred, round, 2-pixel sigma (or guess_T)
@@ -169,7 +197,7 @@ def fit_psf(psf_obs: Any, model: str = "coellip3", ntry: int = 4,
             return _failure(model, "adaptive moments failed", am["flags"])
         res = _success(model, am.get_gmix(), am["pars"], numiter=am["numiter"], s2n=am["s2n"])
     elif model in EM_MODELS:
-        res = _fit_em(psf_obs, int(model[2:]), am_ok, max(ntry, 1), rng)
+        res = _fit_em(psf_obs, int(model[2:]), am_ok, max(ntry, 1), rng, dict(fit_pars))
     elif model in LM_PSF_MODELS or model.startswith("coellip"):
         if model.startswith("coellip"):
             try:
@@ -178,7 +206,8 @@ def fit_psf(psf_obs: Any, model: str = "coellip3", ntry: int = 4,
                 n = 0
             if n < 1:
                 return _failure(model, f"unknown PSF model '{model}'")
-        res = _fit_lm(psf_obs, model, am_start, flux, max(ntry, 1), rng, scale)
+        res = _fit_lm(psf_obs, model, am_start, flux, max(ntry, 1), rng, scale,
+                      dict(fit_pars) or None)
     else:
         return _failure(model, f"unknown PSF model '{model}'")
 
@@ -188,7 +217,8 @@ def fit_psf(psf_obs: Any, model: str = "coellip3", ntry: int = 4,
 
 
 def fit_psfs(obs: Any, model: str = "coellip3", ntry: int = 4,
-             rng: np.random.Generator | None = None, guess_T: float | None = None) -> list:
+             rng: np.random.Generator | None = None, guess_T: float | None = None,
+             **fit_pars) -> list:
     """Fit the PSF of every epoch of an Observation / ObsList / MultiBandObsList.
 
     Returns one list of PSFResult per band (epochs in order); an epoch without
@@ -203,6 +233,7 @@ def fit_psfs(obs: Any, model: str = "coellip3", ntry: int = 4,
             if ep.psf is None:
                 band.append(_failure(model, "epoch has no PSF observation"))
                 continue
-            band.append(fit_psf(ep.psf, model=model, ntry=ntry, rng=rng, guess_T=guess_T))
+            band.append(fit_psf(ep.psf, model=model, ntry=ntry, rng=rng, guess_T=guess_T,
+                                **fit_pars))
         out.append(band)
     return out

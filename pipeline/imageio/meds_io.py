@@ -156,7 +156,10 @@ class MedsImageIO(ImageIO):
         cutouts = self._wanted_cutouts(m, index)
         ntot = len(cutouts)
         images, weights, raws, kept = [], [], [], []
-        keep_raw = bool(conf.get("model_nbrs")) and conf["region"] != "weight"
+        # The raw weight (with pixel masks) judges an epoch's usability: pixels a
+        # region hands to neighbours are not missing data. MOF also fits with it
+        # after its first sweeps.
+        keep_raw = conf["region"] != "weight"
         for icut in cutouts:
             file_id = int(m["file_id"][index, icut])
             if conf["image_flags2check"] and int(info["image_flags"][file_id]) & conf["image_flags2check"]:
@@ -192,8 +195,6 @@ class MedsImageIO(ImageIO):
         rows = []
         nmasked = npix = 0
         for icut, image, weight, raw in zip(kept, images, weights, raws):
-            # MOF models the neighbours and fits with the raw weight after its first
-            # pass, so an epoch is judged by the pixels that weight leaves
             zero_frac = float(np.mean(raw <= 0))
             nmasked += int(np.sum(raw <= 0))
             npix += weight.size

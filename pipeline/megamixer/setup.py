@@ -90,8 +90,13 @@ def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, system,
         nobj = _tile_nobj(tile, conf.bands)
     tdir = layout.tile_dir(tile.name)
     cdir = layout.chunks_dir(tile.name)
+    # setup --clobber: stale chunks, catalogue and link of the old setup must not linger
+    # (run skips collated tiles; collate would mix chunk ranges)
     if cdir.exists():
-        shutil.rmtree(cdir)  # stale chunk ranges must not linger (setup --clobber)
+        shutil.rmtree(cdir)
+    for old in (layout.collated(tile.name), layout.link(tile.name)):
+        if old.is_symlink() or old.exists():
+            old.unlink()
     tdir.mkdir(parents=True, exist_ok=True)
     fof_file = nbrs_file = None
     if conf.nbrs_config is not None:

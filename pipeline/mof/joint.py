@@ -25,7 +25,7 @@ from ..gmix.maxlike import DEFAULT_LM_PARS
 from ..gmix.models import get_model
 from ..gmix.priors_nb import prior_residuals
 from ..gmix.render_nb import KIND_BDF, KIND_SHARED
-from .joint_nb import model_and_jac
+from .joint_nb import stamp_normal
 from .render import epoch_key, psf_for, reference_vu
 from .subtract import correct_mbobs
 
@@ -49,12 +49,19 @@ class _Stamp:
 
     def __init__(self, obs, band: int, draws: list):
         w = obs.meta.get("weight_raw", obs.weight)
-        self.img = obs.image.ravel()
+        self.img = np.ascontiguousarray(obs.image, dtype="f8").ravel()
         self.sqw = np.sqrt(np.asarray(w, dtype="f8")).ravel()
         self.nrow, self.ncol = obs.image.shape
         self.jac = obs.jacobian.jac6
         self.band = band
-        self.draws = draws          # (member index, v_ref, u_ref, psf table)
+        # draw d: member dk[d] at (dv[d], du[d]) with PSF rows psf[pstart[d]:+pcount[d]]
+        self.dk = np.array([d[0] for d in draws], dtype=np.int64)
+        self.dv = np.array([d[1] for d in draws], dtype="f8")
+        self.du = np.array([d[2] for d in draws], dtype="f8")
+        counts = [d[3].shape[0] for d in draws]
+        self.pcount = np.array(counts, dtype=np.int64)
+        self.pstart = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self.psf = np.ascontiguousarray(np.concatenate([d[3] for d in draws]))
 
 
 class JointProblem:
@@ -100,37 +107,14 @@ class JointProblem:
         JtJ = np.zeros((n, n))
         Jtr = np.zeros(n)
         chi2 = 0.0
-        na = self.nshape + 1
+        sp = self.spec
         for st in self.stamps:
-            npix = st.img.size
-            model = np.zeros(npix)
-            blocks = []
-            mk = np.empty(npix)
-            for k, v0, u0, ptab in st.draws:
-                pk = x[k * self.npar:(k + 1) * self.npar].copy()
-                pk[0] += v0
-                pk[1] += u0
-                Jk = np.empty((npix, na))
-                touched = model_and_jac(pk, self.kind, self.spec.pvals, self.spec.fvals,
-                                        self.nshape, self.spec.ndisk, st.band, st.jac, ptab,
-                                        st.nrow, st.ncol, mk, Jk)
-                if touched < 0:
-                    return math.inf, JtJ, Jtr
-                if touched == 0:
-                    continue
-                model += mk
-                gidx = np.concatenate([np.arange(self.nshape) + k * self.npar,
-                                       [k * self.npar + self.nshape + st.band]])
-                blocks.append((gidx, Jk))
-            use = st.sqw > 0
-            r = (model - st.img) * st.sqw
-            chi2 += float(r[use] @ r[use])
-            if not want_jac or not blocks:
-                continue
-            gidx = np.concatenate([g for g, _ in blocks])
-            Jw = np.hstack([J for _, J in blocks])[use] * st.sqw[use, None]
-            JtJ[np.ix_(gidx, gidx)] += Jw.T @ Jw
-            Jtr[gidx] += Jw.T @ r[use]
+            chi2 += stamp_normal(x, self.npar, self.kind, sp.pvals, sp.fvals, self.nshape,
+                                 sp.ndisk, st.band, st.jac, st.img, st.sqw, st.nrow, st.ncol,
+                                 st.dk, st.dv, st.du, st.psf, st.pstart, st.pcount, JtJ, Jtr,
+                                 want_jac)
+            if not math.isfinite(chi2):
+                return math.inf, JtJ, Jtr
         if self.prior_arrays is not None:
             for k in range(self.nmem):
                 sl = slice(k * self.npar, (k + 1) * self.npar)

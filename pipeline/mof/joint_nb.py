@@ -94,3 +94,70 @@ def model_and_jac(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
                     J[i, 5] += bn * ev
                 touched += 1
     return touched
+
+
+@njit(cache=True, fastmath=True)
+def stamp_normal(x, npar, kind, pvals, fvals, nshape, ndisk, band, jac, img, sqw, nrow, ncol,
+                 dk, dv, du, psf_all, pstart, pcount, JtJ, Jtr, want_jac) -> float:
+    """chi2 of one stamp under the sum of the drawn members; adds the stamp's
+    J^T J and J^T r into the global ``JtJ``/``Jtr`` (member k's parameters at
+    ``x[k*npar:(k+1)*npar]``).  Draw d puts member ``dk[d]`` at offset
+    (``dv[d]``, ``du[d]``) with PSF rows ``psf_all[pstart[d]:+pcount[d]]``.
+    Returns inf when a member's parameters are outside the model's domain."""
+    npix = nrow * ncol
+    na = nshape + 1
+    nd = dk.size
+    nl = nd * na
+    model = np.zeros(npix)
+    Jall = np.zeros((npix, nl))
+    mk = np.empty(npix)
+    Jk = np.empty((npix, na))
+    gidx = np.empty(nl, dtype=np.int64)
+    pk = np.empty(npar)
+    for d in range(nd):
+        k = dk[d]
+        for a in range(npar):
+            pk[a] = x[k * npar + a]
+        pk[0] += dv[d]
+        pk[1] += du[d]
+        ptab = psf_all[pstart[d]:pstart[d] + pcount[d]]
+        t = model_and_jac(pk, kind, pvals, fvals, nshape, ndisk, band, jac, ptab,
+                          nrow, ncol, mk, Jk)
+        if t < 0:
+            return math.inf
+        for a in range(nshape):
+            gidx[d * na + a] = k * npar + a
+        gidx[d * na + nshape] = k * npar + nshape + band
+        if t == 0:
+            continue
+        for i in range(npix):
+            model[i] += mk[i]
+            for a in range(na):
+                Jall[i, d * na + a] = Jk[i, a]
+    chi2 = 0.0
+    Jl = np.zeros((nl, nl))
+    Jrl = np.zeros(nl)
+    for i in range(npix):
+        s = sqw[i]
+        if s <= 0.0:
+            continue
+        r = (model[i] - img[i]) * s
+        chi2 += r * r
+        if want_jac:
+            for a in range(nl):
+                ja = Jall[i, a] * s
+                if ja == 0.0:
+                    continue
+                Jrl[a] += ja * r
+                for b in range(a, nl):
+                    Jl[a, b] += ja * Jall[i, b] * s
+    if want_jac:
+        for a in range(nl):
+            ga = gidx[a]
+            Jtr[ga] += Jrl[a]
+            for b in range(a, nl):
+                gb = gidx[b]
+                JtJ[ga, gb] += Jl[a, b]
+                if gb != ga:
+                    JtJ[gb, ga] += Jl[a, b]
+    return chi2

@@ -140,6 +140,30 @@ def _placement_hlr(cat: np.ndarray, cfg: dict) -> np.ndarray:
     return np.where(cat["is_star"], psf_hlr, cat["hlr"])
 
 
+class _DiscGrid:
+    """Placed discs binned in square cells of side >= twice the largest radius, so a
+    new disc can only overlap discs in its own and the 8 surrounding cells."""
+
+    def __init__(self, side: float, cell: float) -> None:
+        self.cell = max(cell, 1.0)
+        self.cells: dict[tuple[int, int], list[tuple[float, float, float]]] = {}
+
+    def _key(self, pos: np.ndarray) -> tuple[int, int]:
+        return int(pos[0] // self.cell), int(pos[1] // self.cell)
+
+    def fits(self, pos: np.ndarray, r: float) -> bool:
+        i, j = self._key(pos)
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                for (y, x, rr) in self.cells.get((i + di, j + dj), ()):
+                    if (pos[0] - y) ** 2 + (pos[1] - x) ** 2 <= (r + rr) ** 2:
+                        return False
+        return True
+
+    def add(self, pos: np.ndarray, r: float) -> None:
+        self.cells.setdefault(self._key(pos), []).append((float(pos[0]), float(pos[1]), r))
+
+
 def place_objects(cat: np.ndarray, seed: int, cfg: dict) -> int:
     """Assign blend groups and coadd positions (in place); return the image side."""
     nobj = len(cat)
@@ -190,27 +214,23 @@ def place_objects(cat: np.ndarray, seed: int, cfg: dict) -> int:
         side = max(side, math.sqrt(math.pi * np.sum(rad ** 2) / MAX_COVER), 2.2 * rad.max())
         side = int(math.ceil(side / 16.0) * 16)  # a tidy size
 
-    centres = np.zeros((len(order), 2))
+    grid = _DiscGrid(side, 2.0 * float(rad.max()))
     for k, p in enumerate(order):
         r = rad[k]
         if side - 2 * r <= 0:
             raise ConfigError(f"image_size {side} too small for a stamp of radius {r:.0f} pix")
         for _ in range(200):
-            cand = rng.uniform(r, side - 1 - r, size=(64, 2))
-            if k:
-                d = np.hypot(cand[:, None, 0] - centres[None, :k, 0],
-                             cand[:, None, 1] - centres[None, :k, 1])
-                ok = np.all(d > rad[None, :k] + r, axis=1)
-            else:
-                ok = np.ones(len(cand), dtype=bool)
-            if ok.any():
-                centres[k] = cand[np.argmax(ok)]
+            cand = rng.uniform(r, side - 1 - r, size=(16, 2))
+            ok = [j for j in range(len(cand)) if grid.fits(cand[j], r)]
+            if ok:
+                centre = cand[ok[0]]
                 break
         else:
             raise ConfigError(f"cannot place {nobj} objects without overlapping stamps in a "
                               f"{side}x{side} image; lower nobj or density, or raise image_size")
+        grid.add(centre, r)
         for m in members[p]:
-            cat["row"][m], cat["col"][m] = centres[k] + offset[m]
+            cat["row"][m], cat["col"][m] = centre + offset[m]
         if len(members[p]) > 1:
             cat["blend_group"][members[p]] = k
     # number the groups 0.. in object order so the labels do not depend on the packing order

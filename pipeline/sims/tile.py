@@ -5,15 +5,18 @@ Stages (timed in :class:`SimSummary`):
 
 1. plan (main process): truth properties, blend groups and positions, and the
    observing conditions of every image (:func:`plan_tile`);
-2. coadds (one worker per band): the noiseless coadd, each object drawn with
-   the coadd PSF. The coadd is rendered directly, not stacked from the epochs:
-   its PSF is the inverse-variance weighted mean of the epoch PSFs (a
-   ``galsim.Sum``) and its noise sigma ``1/sqrt(sum_e 1/sigma_e^2)``
-   (= sigma/sqrt(E) for equal epochs); no defects;
+2. rendering, one task per image (balanced over the worker processes; the
+   noiseless images go through ``.npy`` files in a temporary directory inside
+   the output directory, removed at the end):
+   - the noiseless coadd of each band, each object drawn with the coadd PSF.
+     The coadd is rendered directly, not stacked from the epochs: its PSF is
+     the inverse-variance weighted mean of the epoch PSFs (a ``galsim.Sum``)
+     and its noise sigma ``1/sqrt(sum_e 1/sigma_e^2)`` (= sigma/sqrt(E) for
+     equal epochs); it has no defects;
+   - each noiseless epoch image, with the epoch's own WCS and PSF;
 3. seg (main): from the sum over bands of the noiseless coadd stamps;
-4. epochs + MEDS (one worker per band): noisy coadd, epochs with their own
-   WCS/PSF/noise, bad columns and cosmic rays (bmask bits, weight 0), PSF
-   images, then the band's MEDS file.
+4. one task per band: noise, bad columns and cosmic rays (bmask bits,
+   weight 0) on the epochs, PSF images, and the band's MEDS file.
 
 Every random number comes from numpy Generators seeded by ``(seed, stream,
 ...)`` (per object, per band and epoch), so the files do not depend on the
@@ -25,8 +28,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -129,13 +134,31 @@ def render_noiseless_coadd(plan: TilePlan, iband: int,
     return (image.array, stamps) if keep_stamps else image.array
 
 
-def _coadd_worker(plan: TilePlan, iband: int):
+def _coadd_task(plan: TilePlan, iband: int, path: str):
+    """Noiseless coadd of one band saved to ``path`` (.npy); returns stamps, S/N, time."""
     t0 = time.perf_counter()
     image, stamps = render_noiseless_coadd(plan, iband, keep_stamps=True)
+    np.save(path, image)
     sigma = plan.coadd[iband].noise_sigma
     s2n = np.array([math.sqrt(float(np.sum(s.array.astype("f8") ** 2))) / sigma
                     if s is not None else 0.0 for s in stamps])
-    return image, stamps, s2n, time.perf_counter() - t0
+    return stamps, s2n, time.perf_counter() - t0
+
+
+def render_noiseless_epoch(plan: TilePlan, iband: int, iepoch: int) -> np.ndarray:
+    """The noiseless single-epoch image ``iepoch`` (0-based) of band ``iband`` (f4)."""
+    cond = plan.epochs[iband][iepoch]
+    image = _blank(plan, cond.wcs)
+    draw_objects([image], [cond], [image_positions(cond.wcs, plan.truth)], plan.truth, iband,
+                 plan.cfg)
+    return image.array
+
+
+def _epoch_task(plan: TilePlan, iband: int, iepoch: int, path: str) -> float:
+    """Noiseless epoch image saved to ``path`` (.npy); returns the time taken."""
+    t0 = time.perf_counter()
+    np.save(path, render_noiseless_epoch(plan, iband, iepoch))
+    return time.perf_counter() - t0
 
 
 def _noise(plan: TilePlan, iband: int, iimage: int, shape: tuple[int, int],
@@ -153,31 +176,25 @@ def _meds_metadata(plan: TilePlan, iband: int) -> dict:
             "config": yaml.safe_dump(plan.cfg, sort_keys=True)}
 
 
-def _band_worker(plan: TilePlan, iband: int, coadd_image: np.ndarray, seg: np.ndarray,
-                 path: str) -> dict:
-    """Render the epochs of one band and write its MEDS file; returns timings."""
+def _meds_task(plan: TilePlan, iband: int, tmpdir: str, path: str) -> dict:
+    """Add noise and defects to one band's noiseless images and write its MEDS file."""
     from ..meds import GalsimWCS, SourceImage, write_meds
 
     t0 = time.perf_counter()
-    cfg, band, truth = plan.cfg, plan.bands[iband], plan.truth
+    cfg, band = plan.cfg, plan.bands[iband]
     dcfg = cfg["defects"]
     psf_size = cfg["psf"]["stamp_size"]
     centre = 0.5 * (plan.side - 1)
-    conds = plan.epochs[iband]
-    images = [_blank(plan, c.wcs) for c in conds]
-    positions = [image_positions(c.wcs, truth) for c in conds]
-    draw_objects(images, conds, positions, truth, iband, cfg)
-    t_render = time.perf_counter() - t0
-
     ccond = plan.coadd[iband]
+    coadd = np.load(_tmp_name(tmpdir, "coadd", iband))
+    coadd += _noise(plan, iband, 0, plan.shape, ccond.noise_sigma)
     sources = [SourceImage(
-        image=coadd_image + _noise(plan, iband, 0, plan.shape, ccond.noise_sigma),
-        wcs=GalsimWCS(ccond.wcs, shape=plan.shape),
+        image=coadd, wcs=GalsimWCS(ccond.wcs, shape=plan.shape),
         weight=np.full(plan.shape, 1.0 / ccond.noise_sigma ** 2, dtype="f4"),
-        seg=seg, psf=psf_image(ccond, centre, centre, psf_size),
+        seg=np.load(_tmp_name(tmpdir, "seg")), psf=psf_image(ccond, centre, centre, psf_size),
         image_path=f"{plan.tile}_{band}_coadd.fits", magzp=cfg["magzp"], image_id=0)]
-    for e, (image, cond) in enumerate(zip(images, conds)):
-        arr = image.array
+    for e, cond in enumerate(plan.epochs[iband]):
+        arr = np.load(_tmp_name(tmpdir, "epoch", iband, e))
         arr += _noise(plan, iband, e + 1, plan.shape, cond.noise_sigma)
         weight = np.full(plan.shape, 1.0 / cond.noise_sigma ** 2, dtype="f4")
         bmask = np.zeros(plan.shape, dtype="i4")
@@ -191,16 +208,20 @@ def _band_worker(plan: TilePlan, iband: int, coadd_image: np.ndarray, seg: np.nd
             psf=psf_image(cond, centre, centre, psf_size),
             image_path=f"{plan.tile}_{band}_epoch{e:02d}.fits", magzp=cfg["magzp"],
             image_id=e + 1))
-    t_images = time.perf_counter() - t0 - t_render
+    t_images = time.perf_counter() - t0
 
+    truth = plan.truth
     cat = np.zeros(len(truth), dtype=[("id", "i8"), ("number", "i8"), ("ra", "f8"),
                                       ("dec", "f8"), ("box_size", "i8")])
     for name in cat.dtype.names:
         cat[name] = truth[name]
     t1 = time.perf_counter()
     write_meds(path, cat, sources, metadata=_meds_metadata(plan, iband), clobber=True)
-    return {"render_epochs": t_render, "noise_defects": t_images,
-            "meds_write": time.perf_counter() - t1}
+    return {"noise_defects": t_images, "meds_write": time.perf_counter() - t1}
+
+
+def _tmp_name(tmpdir: str, kind: str, *index: int) -> str:
+    return os.path.join(tmpdir, "-".join([kind, *map(str, index)]) + ".npy")
 
 
 def write_truth(path: str, truth: np.ndarray, plan: TilePlan) -> None:
@@ -218,11 +239,13 @@ def write_truth(path: str, truth: np.ndarray, plan: TilePlan) -> None:
             fits.write(truth, extname="truth", header=header)
 
 
-def _run(pool: ProcessPoolExecutor | None, func, args_list: list[tuple]) -> list:
-    if pool is None:
-        return [func(*args) for args in args_list]
-    futures = [pool.submit(func, *args) for args in args_list]
-    return [f.result() for f in futures]
+def _submit(pool: ProcessPoolExecutor | None, func, *args):
+    """Run now without a pool (in-process mode), else submit to the pool."""
+    return func(*args) if pool is None else pool.submit(func, *args)
+
+
+def _result(job):
+    return job.result() if isinstance(job, Future) else job
 
 
 def simulate_tile(outdir: str | os.PathLike, tile: str, nobj: int, bands: Sequence[str],
@@ -245,38 +268,50 @@ def simulate_tile(outdir: str | os.PathLike, tile: str, nobj: int, bands: Sequen
              tile, nobj, plan.side, plan.side, ",".join(plan.bands), nepoch, nproc)
 
     pool = ProcessPoolExecutor(max_workers=nproc) if nproc > 1 else None
+    tmpdir = tempfile.mkdtemp(prefix=f".{tile}-sim-", dir=outdir)
     try:
+        # every image of every band is one task (balanced over the workers); the
+        # big noiseless images go through .npy files, not the parent's memory
         t0 = time.perf_counter()
-        coadds = _run(pool, _coadd_worker, [(plan, b) for b in range(len(plan.bands))])
-        timings["render_coadds"] = time.perf_counter() - t0
-        timings["render_coadds_cpu"] = sum(c[3] for c in coadds)
+        nband = len(plan.bands)
+        coadd_jobs = [_submit(pool, _coadd_task, plan, b, _tmp_name(tmpdir, "coadd", b))
+                      for b in range(nband)]
+        epoch_jobs = [_submit(pool, _epoch_task, plan, b, e, _tmp_name(tmpdir, "epoch", b, e))
+                      for b in range(nband) for e in range(plan.nepoch)]
+        coadds = [_result(job) for job in coadd_jobs]
+        timings["render_coadds_cpu"] = sum(c[2] for c in coadds)
 
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         truth = plan.truth
-        for b, (_, _, s2n, _) in enumerate(coadds):
+        for b, (_, s2n, _) in enumerate(coadds):
             truth["s2n"][:, b] = s2n
         det_stamps: list[Stamp | None] = []
         for i in range(nobj):
-            parts = [c[1][i] for c in coadds if c[1][i] is not None]
+            parts = [c[0][i] for c in coadds if c[0][i] is not None]
             det_stamps.append(None if not parts else Stamp(
                 parts[0].row0, parts[0].col0,
                 np.sum([p.array.astype("f8") for p in parts], axis=0)))
+        coadds = None
         det_sigma = math.sqrt(sum(c.noise_sigma ** 2 for c in plan.coadd))
         seg = make_seg(plan.shape, det_stamps, truth["number"], truth["row"], truth["col"],
                        det_sigma, cfg["seg_threshold"])
-        del det_stamps
-        timings["seg"] = time.perf_counter() - t0
+        np.save(_tmp_name(tmpdir, "seg"), seg)
+        del det_stamps, seg
+        timings["seg"] = time.perf_counter() - t1
+
+        timings["render_epochs_cpu"] = sum(_result(job) for job in epoch_jobs)
+        timings["render_all"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        args = [(plan, b, coadds[b][0], seg, paths[b]) for b in range(len(plan.bands))]
-        coadds = None  # free the stamps before the epoch stage
-        band_times = _run(pool, _band_worker, args)
-        timings["epochs_and_meds"] = time.perf_counter() - t0
-        for key in ("render_epochs", "noise_defects", "meds_write"):
+        meds_jobs = [_submit(pool, _meds_task, plan, b, tmpdir, paths[b]) for b in range(nband)]
+        band_times = [_result(job) for job in meds_jobs]
+        timings["noise_defects_and_meds"] = time.perf_counter() - t0
+        for key in ("noise_defects", "meds_write"):
             timings[key + "_cpu"] = sum(bt[key] for bt in band_times)
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
     write_truth(truth_path, truth, plan)
     timings["total"] = time.perf_counter() - t_start

@@ -1,0 +1,1 @@
+"""Multi-object fitting: neighbour rendering, convergence, joint fits, corrected MEDS."""
