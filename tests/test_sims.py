@@ -59,7 +59,8 @@ def test_outputs_and_determinism(run, tmp_path, cfg):
     # and a different seed gives a different tile
     other = tmp_path / "other"
     simulate_tile(other, TILE, 5, ["g"], 1, SEED + 1, cfg, nproc=1)
-    assert (other / f"{TILE}-truth.fits").read_bytes() != (outdir / f"{TILE}-truth.fits").read_bytes()
+    truth_name = f"{TILE}-truth.fits"
+    assert (other / truth_name).read_bytes() != (outdir / truth_name).read_bytes()
 
 
 def test_meds_match_truth(run):

@@ -31,14 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nobj", required=True, type=int, help="number of objects")
     parser.add_argument("--bands", required=True, help="comma-separated band names, e.g. g,r,i")
     parser.add_argument("--nepoch", required=True, type=int, help="single-epoch images per band")
-    parser.add_argument("--seed", required=True, type=int, help="random seed (same seed, same files)")
+    parser.add_argument("--seed", required=True, type=int,
+                        help="random seed (same seed, same files)")
     parser.add_argument("--blend-frac", type=float, default=None,
                         help="fraction of objects placed 1-3 half-light radii from another")
     parser.add_argument("--star-frac", type=float, default=None, help="fraction of stars")
     parser.add_argument("--shear", default=None, help="constant applied shear 'g1,g2'")
     parser.add_argument("--config", default=None, help="simulation config (YAML)")
     parser.add_argument("--nproc", type=int, default=None,
-                        help="worker processes, one band each (default: config, else min(nband, cpus))")
+                        help="worker processes (default: config 'nproc', else "
+                             "the number of CPUs); the output does not depend on it")
     add_log_level(parser)
     return parser
 

@@ -100,7 +100,7 @@ SIM_SCHEMA: dict[str, Key] = {
     "defects": Key(dict, {}, schema=DEFECT_SCHEMA),
     "stamps": Key(dict, {}, schema=STAMP_SCHEMA),
     "seg_threshold": Key(float, 1.5, "seg: detection image above this many noise sigmas"),
-    "nproc": Key(int, None, "worker processes (one band each); null = min(nband, cpus)"),
+    "nproc": Key(int, None, "worker processes; null = number of CPUs"),
 }
 
 

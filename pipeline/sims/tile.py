@@ -252,7 +252,7 @@ def simulate_tile(outdir: str | os.PathLike, tile: str, nobj: int, bands: Sequen
                   nepoch: int, seed: int, cfg: dict, nproc: int | None = None) -> SimSummary:
     """Simulate a tile into ``outdir``: ``TILE-BAND-meds.fits`` per band and
     ``TILE-truth.fits``. ``nproc`` worker processes (default: config ``nproc``,
-    else min(nband, cpus)); 1 runs in-process. The output does not depend on it."""
+    else the number of CPUs); 1 runs in-process. The output does not depend on it."""
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     plan = plan_tile(tile, nobj, bands, nepoch, seed, cfg)
@@ -261,9 +261,10 @@ def simulate_tile(outdir: str | os.PathLike, tile: str, nobj: int, bands: Sequen
     os.makedirs(outdir, exist_ok=True)
     paths = [os.path.join(outdir, f"{tile}-{band}-meds.fits") for band in plan.bands]
     truth_path = os.path.join(outdir, f"{tile}-truth.fits")
+    ntask = len(plan.bands) * (nepoch + 1)  # one rendering task per image
     if nproc is None:
-        nproc = cfg.get("nproc") or min(len(plan.bands), os.cpu_count() or 1)
-    nproc = max(1, min(int(nproc), len(plan.bands)))
+        nproc = cfg.get("nproc") or (os.cpu_count() or 1)
+    nproc = max(1, min(int(nproc), ntask))
     log.info("tile %s: %d objects, %dx%d pixels, bands %s, %d epochs, %d process(es)",
              tile, nobj, plan.side, plan.side, ",".join(plan.bands), nepoch, nproc)
 
