@@ -57,7 +57,8 @@ def fit_composite(mbobs, results: dict, prior=None, rng=None, ntry: int = 2,
                                            np.asarray(dev["pars"]), np.atleast_1d(exp["flux"]))
     except np.linalg.LinAlgError:
         return {"flags": F.LM_SINGULAR, "pars": None, "message": "fracdev fit singular"}
-    fracdev = float(np.clip(fracdev, -0.5, 1.5))
+    # a mixture with a negative component is not a valid profile for the engine
+    fracdev = float(np.clip(fracdev, 0.0, 1.0))
     TdByTe = float(dev["T"] / exp["T"]) if exp["T"] > 0 and dev["T"] > 0 else 1.0
     res = fit_model(mbobs, "cm", prior=prior, rng=rng, ntry=ntry, lm_pars=lm_pars or None,
                     guess=np.asarray(exp["pars"]), fracdev=fracdev, TdByTe=TdByTe)

@@ -202,7 +202,8 @@ def joint_fit(fitter, members: list, group: list) -> int:
                 res["flux_err"] = res["pars_err"][fl].copy()
                 res["T_err"] = float(res["pars_err"][4])
                 res["g_cov"] = block[2:4, 2:4].copy()
-        m.converged = ok and m.mm.ok
+        # a member whose polished fit failed is a bad fit, not a convergence failure
+        m.converged = ok
         m.skipped = not m.mm.ok
     for m in members:
         if not any(m is a for a in active):
