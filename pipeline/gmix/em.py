@@ -76,7 +76,7 @@ def mixture_summary(pars: np.ndarray) -> tuple[float, np.ndarray, float]:
     return T, np.array([e1 * f, e2 * f]), psum
 
 
-def fit_em(obs: Any, ngauss: int, maxiter: int = 2000, tol: float = 1e-5,
+def fit_em(obs: Any, ngauss: int, maxiter: int = 2000, tol: float = 1e-6,
            rng: np.random.Generator | None = None, guess: np.ndarray | None = None,
            guess_T: float | None = None) -> EMResult:
     """Fit ``ngauss`` Gaussians to ``obs.image`` by EM in (v, u) through the Jacobian.

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ConfigError
 from .admom import admom_arrays, obs_arrays
 from .em import fit_em
-from .flags import PSF_FIT_FAILURE
+from .flags import BAD_INPUT, PSF_FIT_FAILURE
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _fit_lm(psf_obs, model: str, am: dict, flux: float, ntry: int,
             res = fit_model(target, model, guess=guess, rng=rng, ntry=1, lm_pars=lm_pars)
         except Exception as err:  # a fitter bug must not kill the object
             logger.warning("PSF %s fit raised %r", model, err)
-            last_flags = -1
+            last_flags = BAD_INPUT
             continue
         last_flags = int(res["flags"])
         if last_flags != 0:
@@ -166,8 +166,8 @@ def fit_psf(psf_obs: Any, model: str = "coellip3", ntry: int = 4,
     """Fit a PSF Observation with ``model`` ("admom", "gauss", "turb", "coellipN",
     "em1".."em5"); on success set ``psf_obs.gmix``.
 
-    ntry: attempts, each from a randomly perturbed admom-based guess (the first
-    unperturbed).  guess_T: starting size in arcsec^2 for adaptive moments.
+    ntry: attempts from an admom-based guess, jittered on retries (LM also
+    perturbs each start with ``rng``; EM's first try is deterministic).  guess_T: starting size in arcsec^2 for adaptive moments.
     fit_pars: admom (maxiter, etol, Ttol), EM (maxiter, tol) or LM (maxfev,
     ftol, xtol, lambda0) options; others raise ConfigError.
     """

@@ -109,10 +109,14 @@ class JointProblem:
         chi2 = 0.0
         sp = self.spec
         for st in self.stamps:
-            chi2 += stamp_normal(x, self.npar, self.kind, sp.pvals, sp.fvals, self.nshape,
-                                 sp.ndisk, st.band, st.jac, st.img, st.sqw, st.nrow, st.ncol,
-                                 st.dk, st.dv, st.du, st.psf, st.pstart, st.pcount, JtJ, Jtr,
-                                 want_jac)
+            try:
+                chi2 += stamp_normal(x, self.npar, self.kind, sp.pvals, sp.fvals, self.nshape,
+                                     sp.ndisk, st.band, st.jac, st.img, st.sqw, st.nrow,
+                                     st.ncol, st.dk, st.dv, st.du, st.psf, st.pstart,
+                                     st.pcount, JtJ, Jtr, want_jac)
+            except ZeroDivisionError:
+                # an extreme trial step (profile far narrower than a pixel): reject it
+                return math.inf, JtJ, Jtr
             if not math.isfinite(chi2):
                 return math.inf, JtJ, Jtr
         if self.prior_arrays is not None:

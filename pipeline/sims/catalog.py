@@ -144,7 +144,7 @@ class _DiscGrid:
     """Placed discs binned in square cells of side >= twice the largest radius, so a
     new disc can only overlap discs in its own and the 8 surrounding cells."""
 
-    def __init__(self, side: float, cell: float) -> None:
+    def __init__(self, cell: float) -> None:
         self.cell = max(cell, 1.0)
         self.cells: dict[tuple[int, int], list[tuple[float, float, float]]] = {}
 
@@ -214,7 +214,7 @@ def place_objects(cat: np.ndarray, seed: int, cfg: dict) -> int:
         side = max(side, math.sqrt(math.pi * np.sum(rad ** 2) / MAX_COVER), 2.2 * rad.max())
         side = int(math.ceil(side / 16.0) * 16)  # a tidy size
 
-    grid = _DiscGrid(side, 2.0 * float(rad.max()))
+    grid = _DiscGrid(2.0 * float(rad.max()))
     for k, p in enumerate(order):
         r = rad[k]
         if side - 2 * r <= 0:
