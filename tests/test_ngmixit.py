@@ -207,3 +207,17 @@ def test_fitter_exception_flags_object_and_run_goes_on(tile, tmp_path, monkeypat
     assert len(diag) == 1
     assert f'"id": {bad_id}' in diag[0] and "boom in the model fit" in diag[0]
     assert '"stage": "model:bdf"' in diag[0] and "Traceback" in diag[0]
+
+
+def test_make_plots_profile_and_work_dir(tile, tmp_path):
+    """--make-plots draws PNG mosaics, --profile writes stats, --work-dir stages output."""
+    out = tmp_path / "final" / "plots.fits"
+    work = tmp_path / "work"
+    ngmixit(tile["conf"], out, *tile["meds"], "--seed", SEED, "--fof-range", "0,5",
+            "--make-plots", "--profile", "--work-dir", work)
+    assert out.exists() and not (work / "plots.fits").exists()
+    pngs = sorted((tmp_path / "final" / "plots-plots").glob("*.png"))
+    assert 1 <= len(pngs) <= 5
+    assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    profile = (tmp_path / "final" / "plots-profile.txt").read_text()
+    assert "fit_group" in profile

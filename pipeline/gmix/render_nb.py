@@ -333,6 +333,153 @@ def _build_components(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_ta
 
 
 @njit(cache=True, fastmath=True)
+def _model_row(mrow, A, B, C, clo, chi, c0, q, pn) -> None:
+    """mrow[c] += pn exp(-chi2(c)/2) over [clo, chi] by the row recurrence."""
+    f = pn * math.exp(-0.5 * ((A * c0 + B) * c0 + C))
+    rat = math.exp(-0.5 * (A * (2 * c0 + 1) + B))
+    ratl = q / rat
+    mrow[c0] += f
+    fr = f
+    for c in range(c0 + 1, chi + 1):
+        fr *= rat
+        mrow[c] += fr
+        rat *= q
+    fl = f
+    for c in range(c0 - 1, clo - 1, -1):
+        fl *= ratl
+        mrow[c] += fl
+        ratl *= q
+
+
+# The derivative passes below write each parameter's row of ``jr`` (layout
+# [parameter, column]) as a contiguous stream with fixed row numbers, so the
+# column loop compiles to SIMD code; the generic coellip pass has per-component
+# rows for T_i and F_i.
+
+@njit(cache=True, fastmath=True)
+def _deriv_shared(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
+                  h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT) -> None:
+    """Rows 0..5 = d/d(v, u, g1, g2, T, F) of a shared-shape model."""
+    for c in range(clo, chi + 1):
+        ev = ebuf[c]
+        pe = pn * ev
+        dv = dv0 + dvdc * c
+        du = du0 + dudc * c
+        wv = ivv * dv + ivu * du
+        wu = ivu * dv + iuu * du
+        qvv = wv * wv
+        qvu = wv * wu
+        quu = wu * wu
+        mrow[c] += pe
+        jr[0, c] += pe * wv
+        jr[1, c] += pe * wu
+        jr[2, c] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
+        jr[3, c] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
+        jr[4, c] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
+        jr[5, c] += an * ev
+
+
+@njit(cache=True, fastmath=True)
+def _deriv_bdf(mrow, jr, ebuf, clo, chi, pn, an, bn, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
+               h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT) -> None:
+    """Rows 0..6 = d/d(v, u, g1, g2, T, fracdev, F) of bdf."""
+    for c in range(clo, chi + 1):
+        ev = ebuf[c]
+        pe = pn * ev
+        dv = dv0 + dvdc * c
+        du = du0 + dudc * c
+        wv = ivv * dv + ivu * du
+        wu = ivu * dv + iuu * du
+        qvv = wv * wv
+        qvu = wv * wu
+        quu = wu * wu
+        mrow[c] += pe
+        jr[0, c] += pe * wv
+        jr[1, c] += pe * wu
+        jr[2, c] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
+        jr[3, c] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
+        jr[4, c] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
+        jr[5, c] += bn * ev
+        jr[6, c] += an * ev
+
+
+@njit(cache=True, fastmath=True)
+def _deriv_generic(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
+                   h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT, lt, lf) -> None:
+    """Rows 0..3 = d/d(v, u, g1, g2); row lt = d/dT_i, row lf = d/dF_i (coellip)."""
+    for c in range(clo, chi + 1):
+        ev = ebuf[c]
+        pe = pn * ev
+        dv = dv0 + dvdc * c
+        du = du0 + dudc * c
+        wv = ivv * dv + ivu * du
+        wu = ivu * dv + iuu * du
+        qvv = wv * wv
+        qvu = wv * wu
+        quu = wu * wu
+        mrow[c] += pe
+        jr[0, c] += pe * wv
+        jr[1, c] += pe * wu
+        jr[2, c] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
+        jr[3, c] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
+    for c in range(clo, chi + 1):
+        ev = ebuf[c]
+        pe = pn * ev
+        dv = dv0 + dvdc * c
+        du = du0 + dudc * c
+        wv = ivv * dv + ivu * du
+        wu = ivu * dv + iuu * du
+        jr[lt, c] += pe * (hTv * wv * wv + hTvu * wv * wu + hTu * wu * wu - tT)
+        jr[lf, c] += an * ev
+
+
+@njit(cache=True, fastmath=True)
+def _row_normal(jr, na, mrow, img, sqw, base, ncol, rbuf, Jl, Jrl, stats, want_jac) -> None:
+    """Add one image row to the chi2 statistics and (want_jac) to the local
+    normal equations; pixels with sqrt(weight) <= 0 are skipped."""
+    chi2 = 0.0
+    num = 0.0
+    den = 0.0
+    npix = 0
+    for c in range(ncol):
+        s = sqw[base + c]
+        if s > 0.0:
+            m = mrow[c]
+            d = img[base + c]
+            res = (m - d) * s
+            chi2 += res * res
+            w = s * s
+            num += m * d * w
+            den += m * m * w
+            npix += 1
+        else:
+            s = 0.0
+            res = 0.0
+        rbuf[c] = res
+        mrow[c] = s   # reused below as the per-column sqrt(weight)
+    stats[0] += chi2
+    stats[1] += num
+    stats[2] += den
+    stats[3] += npix
+    if not want_jac or npix == 0:
+        return
+    for a in range(na):
+        for c in range(ncol):
+            jr[a, c] *= mrow[c]
+    # J^T J and J^T r as dot products over the row (vectorised reductions)
+    for a in range(na):
+        acc = 0.0
+        for c in range(ncol):
+            acc += jr[a, c] * rbuf[c]
+        Jrl[a] += acc
+        for b in range(a, na):
+            acc = 0.0
+            for c in range(ncol):
+                acc += jr[a, c] * jr[b, c]
+            Jl[a, b] += acc
+
+
+@njit(cache=True, fastmath=True)
 def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
              psf_tab, JtJ, Jtr, stats, want_jac) -> int:
     """chi2 = sum w (model - data)^2 over all epochs and, if ``want_jac``, the
@@ -343,6 +490,11 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
     irc, icc) with p summing to 1 per epoch and (dv, du) relative to the PSF
     centroid.  stats = (chi2, s2n_num, s2n_den, npix).  Returns 0, or 1 if the
     parameters are outside the model's domain.
+
+    Per image row the model and its derivative rows are built component by
+    component (row recurrences, columns within chi2 < MAX_CHI2 only), then
+    reduced to the epoch's local normal equations (shape parameters and the
+    epoch's band flux), which are scattered into the global ones per epoch.
     """
     npar = pars.size
     nep = ep_info.shape[0]
@@ -350,14 +502,12 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
     if want_jac:
         JtJ[:, :] = 0.0
         Jtr[:] = 0.0
-    fd_idx = 5 if kind == KIND_BDF else -1
     # local parameter space per epoch: shape params + this band's flux
     if kind == KIND_COELLIP:
         na = npar
     else:
         na = nshape + 1
     act = np.empty(na, dtype=np.int64)
-    gl2loc = np.full(npar, -1, dtype=np.int64)
     maxcomp = 0
     maxcol = 0
     for e in range(nep):
@@ -367,7 +517,8 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
     tab = np.empty((ngal * maxcomp, _NCOLS))
     mrow = np.empty(maxcol)
     ebuf = np.empty(maxcol)
-    jrow = np.empty((maxcol, na))
+    rbuf = np.empty(maxcol)
+    jr = np.empty((na, maxcol))
     Jl = np.empty((na, na))
     Jrl = np.empty(na)
     for e in range(nep):
@@ -387,10 +538,6 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
             for a in range(nshape):
                 act[a] = a
             act[nshape] = nshape + band
-        for a in range(npar):
-            gl2loc[a] = -1
-        for a in range(na):
-            gl2loc[act[a]] = a
         if want_jac:
             Jl[:, :] = 0.0
             Jrl[:] = 0.0
@@ -403,7 +550,7 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
         for r in range(nrow):
             mrow[:ncol] = 0.0
             if want_jac:
-                jrow[:ncol, :] = 0.0
+                jr[:, :ncol] = 0.0
             for k in range(ncomp):
                 ivv = tab[k, _IVV]
                 ivu = tab[k, _IVU]
@@ -417,66 +564,36 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
                 clo, chi, c0 = _row_range(A, B, C, ncol)
                 if clo > chi:
                     continue
-                _fill_row_exp(ebuf, A, B, C, clo, chi, c0, math.exp(-A))
+                q = math.exp(-A)
                 pn = tab[k, _PN]
                 if not want_jac:
-                    for c in range(clo, chi + 1):
-                        mrow[c] += pn * ebuf[c]
+                    _model_row(mrow, A, B, C, clo, chi, c0, q, pn)
                     continue
-                an = tab[k, _A]
-                bn = tab[k, _B]
-                h1v = tab[k, _G1]
-                h1vu = tab[k, _G1 + 1]
-                h1u = tab[k, _G1 + 2]
-                t1 = tab[k, _G1 + 3]
-                h2v = tab[k, _G2]
-                h2vu = tab[k, _G2 + 1]
-                h2u = tab[k, _G2 + 2]
-                t2 = tab[k, _G2 + 3]
-                hTv = tab[k, _TT]
-                hTvu = tab[k, _TT + 1]
-                hTu = tab[k, _TT + 2]
-                tT = tab[k, _TT + 3]
-                lt = gl2loc[int(tab[k, _TIDX])]
-                lf = gl2loc[int(tab[k, _FIDX])]
-                for c in range(clo, chi + 1):
-                    ev = ebuf[c]
-                    pe = pn * ev
-                    dv = dv0 + dvdc * c
-                    du = du0 + dudc * c
-                    wv = ivv * dv + ivu * du
-                    wu = ivu * dv + iuu * du
-                    qvv = wv * wv
-                    qvu = wv * wu
-                    quu = wu * wu
-                    mrow[c] += pe
-                    jrow[c, 0] += pe * wv
-                    jrow[c, 1] += pe * wu
-                    jrow[c, 2] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
-                    jrow[c, 3] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
-                    jrow[c, lt] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
-                    jrow[c, lf] += an * ev
-                    if fd_idx >= 0:
-                        jrow[c, 5] += bn * ev
-            base = off + r * ncol
-            for c in range(ncol):
-                s = sqw[base + c]
-                if s <= 0.0:
-                    continue
-                m = mrow[c]
-                d = img[base + c]
-                res = (m - d) * s
-                stats[0] += res * res
-                w = s * s
-                stats[1] += m * d * w
-                stats[2] += m * m * w
-                stats[3] += 1.0
-                if want_jac:
-                    for a in range(na):
-                        ja = jrow[c, a] * s
-                        Jrl[a] += ja * res
-                        for b in range(a, na):
-                            Jl[a, b] += ja * jrow[c, b] * s
+                _fill_row_exp(ebuf, A, B, C, clo, chi, c0, q)
+                if kind == KIND_SHARED:
+                    _deriv_shared(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], dv0, du0,
+                                  dvdc, dudc, ivv, ivu, iuu,
+                                  tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
+                                  tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
+                                  tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
+                                  tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3])
+                elif kind == KIND_BDF:
+                    _deriv_bdf(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], tab[k, _B],
+                               dv0, du0, dvdc, dudc, ivv, ivu, iuu,
+                               tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
+                               tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
+                               tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
+                               tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3])
+                else:
+                    _deriv_generic(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], dv0, du0,
+                                   dvdc, dudc, ivv, ivu, iuu,
+                                   tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
+                                   tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
+                                   tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
+                                   tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3],
+                                   int(tab[k, _TIDX]), int(tab[k, _FIDX]))
+            _row_normal(jr, na, mrow, img, sqw, off + r * ncol, ncol, rbuf, Jl, Jrl, stats,
+                        want_jac)
         if want_jac:
             for a in range(na):
                 ga = act[a]
