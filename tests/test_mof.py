@@ -56,7 +56,7 @@ def tile(tmp_path_factory):
     meds = [d / f"B-{b}-meds.fits" for b in BANDS.split(",")]
     run("pipeline.cli.nbrs", "configs/nbrs.yaml", *meds, "--nbrs-file", d / "nbrs.fits",
         "--fof-file", d / "fof.fits")
-    for method, maxerr, max_itr in (("joint", 0.5, 10), ("iterate", 0.1, 25)):
+    for method, maxerr, max_itr in (("joint", 0.5, 25), ("iterate", 0.05, 40)):
         (d / f"{method}.yaml").write_text(MOF_CONFIG.format(method=method, maxerr=maxerr,
                                                             max_itr=max_itr))
     return {"dir": d, "meds": meds, "truth": fitsio.read(d / "B-truth.fits")}

@@ -425,7 +425,7 @@ class MOFFitter(MaxLikeFitter):
 
     def _mof_flags(self, m: _Member, members: list[_Member]) -> int:
         flags = 0
-        if not m.converged and len(members) > 1 and self.mof_pars is None:
+        if not m.converged and not m.skipped and len(members) > 1 and self.mof_pars is None:
             flags |= F.MOF_NOT_CONVERGED
         if m.skipped:
             flags |= F.MOF_SKIPPED_IN_CONV_CHECK
@@ -438,7 +438,8 @@ class MOFFitter(MaxLikeFitter):
                 flags |= F.NBR_BAD_FIT
             if other.usable and other.skipped:
                 flags |= F.NBR_SKIPPED_IN_CONV_CHECK
-            if other.usable and not other.converged and self.mof_pars is None:
+            if other.usable and not other.converged and not other.skipped \
+                    and self.mof_pars is None:
                 flags |= F.NBR_NOT_CONVERGED
         return flags
 

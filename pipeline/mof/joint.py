@@ -174,8 +174,9 @@ def joint_fit(fitter, members: list, group: list) -> int:
     spec = get_model(fitter.mof_model) if fitter.mof_model != "cm" else None
     active = [m for m in members if m.usable and m.mm.ok]
     if spec is None or spec.kind not in _KINDS or len(active) < 2:
+        # nothing to fit jointly: the first pass is final
         for m in members:
-            m.converged = m.usable and m.mm.ok
+            m.converged = True
             m.skipped = m.usable and not m.mm.ok
         return 0
     problem = JointProblem(fitter, active, group)
