@@ -110,7 +110,8 @@ def _pairs(cat):
 
 
 def test_joint_and_iterate_agree_on_isolated_pairs(tile, joint_run):
-    """Pairs with no third object whose centres are >= 1.5 arcsec apart."""
+    """Pairs with no third object whose centres are >= 2 arcsec (~4 hlr) apart: there
+    the two estimators (joint: all stamps; iterate: own stamps) must coincide."""
     joint = fitsio.read(joint_run, ext="model_fits")
     pairs = _pairs(joint)
     fofids = np.unique(joint["fofid"][pairs])
@@ -119,8 +120,8 @@ def test_joint_and_iterate_agree_on_isolated_pairs(tile, joint_run):
         i, j = np.flatnonzero(joint["fofid"] == f)
         dra = (joint["ra"][i] - joint["ra"][j]) * np.cos(np.radians(joint["dec"][i]))
         sep[f] = 3600 * np.hypot(dra, joint["dec"][i] - joint["dec"][j])
-    wide = [f for f in fofids if sep[f] >= 1.5]
-    assert len(wide) >= 5, f"only {len(wide)} separated pairs"
+    wide = [f for f in fofids if sep[f] >= 2.0]
+    assert len(wide) >= 4, f"only {len(wide)} separated pairs"
     # fit just those groups iteratively: a FoF table holding them, one group per pair
     from pipeline.fitconfig import load_fit_config
     from pipeline.fitters.base import get_fitter
@@ -182,14 +183,17 @@ def test_mof_correct_removes_neighbours(tile, joint_run):
     chi_before, chi_after = [], []
     with MEDS(tile["meds"][1]) as orig, MEDS(outdir / tile["meds"][1].name) as corr:
         assert corr.size == orig.size
-        for i in np.flatnonzero(pairs):
-            f = cat["fofid"][i]
-            other = cat[(cat["fofid"] == f) & (cat["number"] != cat["number"][i])][0]
+        index = {int(n): k for k, n in enumerate(orig["number"])}
+        for irow in np.flatnonzero(pairs):
+            f = cat["fofid"][irow]
+            number = int(cat["number"][irow])
+            other = cat[(cat["fofid"] == f) & (cat["number"] != number)][0]
             if other["exp_flags"] != 0:
                 continue
+            i = index[number]
             seg = orig.get_cutout(i, 0, "seg")
             jac = orig.get_jacobian(i, 0)
-            own = object_segid(seg, jac["row0"], jac["col0"], int(cat["number"][i]))
+            own = object_segid(seg, jac["row0"], jac["col0"], number)
             region = (seg == other["number"]) & (seg != own)
             if region.sum() < 10:
                 continue

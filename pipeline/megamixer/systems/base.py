@@ -386,6 +386,57 @@ class BatchSystem:
             submit_time=iso, submit_unix=unix, host=socket.gethostname(), pid=os.getpid(),
             **kw)
 
+    # ---- job arrays (schedulers that have them set these)
+    array_template: ClassVar[str] = ""
+    #: index of an array's first element (0 for SLURM, 1 for LSF)
+    array_first_index: ClassVar[int] = 0
+
+    def array_values(self, jobs: Sequence[ChunkJob], stem: str) -> dict[str, str | None]:
+        raise NotImplementedError
+
+    def parse_submit(self, stdout: str) -> str:
+        """The job id in the submit command's output."""
+        raise NotImplementedError
+
+    def array_element_id(self, array_id: str, index: int) -> str:
+        raise NotImplementedError
+
+    def _submit_array(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
+        """One array for jobs sharing a parent folder (a tile's ``chunks/``).
+
+        The array script and an index file (one chunk script per line, relative
+        to the folder) go to ``chunks/arrays/``; element k runs line k.
+        """
+        folder = jobs[0].path.parent / "arrays"
+        stem = array_stem()
+        script = folder / f"{stem}{Path(self.script_name).suffix}"
+        cmd = self.submit_command(script)
+        first = self.array_first_index
+        if dry_run:
+            log.info("would submit %s (array of %d chunks)", cmd, len(jobs))
+            return [self.record(j, None, cmd, script, array_index=i)
+                    for i, j in enumerate(jobs, start=first)]
+        path, text = load_template(self.array_template, self.template_dir)
+        body = render(text, self.array_values(jobs, stem), source=path)
+        folder.mkdir(parents=True, exist_ok=True)
+        for job in jobs:
+            self.prepare(job)
+        with atomic_path(folder / f"{stem}.txt") as tmp:
+            with open(tmp, "w") as fobj:
+                fobj.writelines(os.path.relpath(j.path, folder) + "\n" for j in jobs)
+        with atomic_path(script) as tmp:
+            with open(tmp, "w") as fobj:
+                fobj.write(body)
+        array_id = self.parse_submit(run_command(cmd, str(script)).stdout)
+        records = []
+        for i, job in enumerate(jobs, start=first):
+            rec = self.record(job, self.array_element_id(array_id, i), cmd, script,
+                              array_job_id=array_id, array_index=i)
+            write_submit_record(job, rec)
+            records.append(rec)
+        log.info("submitted %d chunks as %s array %s", len(jobs), self.name, array_id)
+        return records
+
     # ---- the contract
     def submit(self, jobs: Sequence[ChunkJob], wait: bool = False,
                dry_run: bool = False) -> list[SubmitRecord]:

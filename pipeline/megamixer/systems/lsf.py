@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ...errors import PipelineError
-from ...fileio import atomic_path
 from .base import (BatchSystem, ChunkJob, JobState, SubmitCommand, SubmitRecord,
-                   array_name, array_stem, group_by_parent, read_submit_record,
+                   array_name, group_by_parent, read_submit_record,
                    run_command, write_submit_record)
-from .template import load_template, render
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +61,7 @@ class LsfSystem(BatchSystem):
     name = "lsf"
     template = "lsf.sh"
     array_template = "lsf-array.sh"
+    array_first_index = 1  # LSF element indices start at 1
     script_name = "job.lsf"
     options = frozenset({"queue", "walltime", "mem", "cpus", "array", "template_dir",
                          "poll"})
@@ -136,35 +135,11 @@ class LsfSystem(BatchSystem):
             "cpus": str(max(self.job_cpus(j) for j in jobs)),
         }
 
-    def _submit_array(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
-        folder = jobs[0].path.parent / "arrays"
-        stem = array_stem()
-        script = folder / f"{stem}.lsf"
-        cmd = self.submit_command(script)
-        if dry_run:
-            log.info("would submit %s (array of %d chunks)", cmd, len(jobs))
-            return [self.record(j, None, cmd, script, array_index=i + 1)
-                    for i, j in enumerate(jobs)]
-        path, text = load_template(self.array_template, self.template_dir)
-        body = render(text, self.array_values(jobs, stem), source=path)
-        folder.mkdir(parents=True, exist_ok=True)
-        for job in jobs:
-            self.prepare(job)
-        with atomic_path(folder / f"{stem}.txt") as tmp:
-            with open(tmp, "w") as fobj:
-                fobj.writelines(os.path.relpath(j.path, folder) + "\n" for j in jobs)
-        with atomic_path(script) as tmp:
-            with open(tmp, "w") as fobj:
-                fobj.write(body)
-        array_id = parse_bsub(run_command(cmd, str(script)).stdout)
-        records = []
-        for i, job in enumerate(jobs, start=1):  # LSF element indices start at 1
-            rec = self.record(job, f"{array_id}[{i}]", cmd, script,
-                              array_job_id=array_id, array_index=i)
-            write_submit_record(job, rec)
-            records.append(rec)
-        log.info("submitted %d chunks as LSF array %s", len(jobs), array_id)
-        return records
+    def parse_submit(self, stdout: str) -> str:
+        return parse_bsub(stdout)
+
+    def array_element_id(self, array_id: str, index: int) -> str:
+        return f"{array_id}[{index}]"
 
     # ---- status
     def _scheduler_states(self, jobs: list[ChunkJob],

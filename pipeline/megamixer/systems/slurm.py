@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ...errors import PipelineError
-from ...fileio import atomic_path
 from .base import (BatchSystem, ChunkJob, JobState, SubmitCommand, SubmitRecord,
-                   array_name, array_stem, group_by_parent, hms, read_submit_record,
+                   array_name, group_by_parent, hms, read_submit_record,
                    run_command, write_submit_record)
-from .template import load_template, render
 
 log = logging.getLogger(__name__)
 
@@ -136,38 +134,11 @@ class SlurmSystem(BatchSystem):
             "cpus": str(max(self.job_cpus(j) for j in jobs)),
         }
 
-    def _submit_array(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
-        """One array for jobs sharing a parent folder (a tile's ``chunks/``)."""
-        parent = jobs[0].path.parent
-        folder = parent / "arrays"
-        stem = array_stem()
-        script = folder / f"{stem}.slurm"
-        cmd = self.submit_command(script)
-        if dry_run:
-            log.info("would submit %s (array of %d chunks)", cmd, len(jobs))
-            return [self.record(j, None, cmd, script, array_index=i)
-                    for i, j in enumerate(jobs)]
-        path, text = load_template(self.array_template, self.template_dir)
-        body = render(text, self.array_values(jobs, stem), source=path)
-        folder.mkdir(parents=True, exist_ok=True)
-        for job in jobs:
-            self.prepare(job)
-        with atomic_path(folder / f"{stem}.txt") as tmp:
-            with open(tmp, "w") as fobj:
-                fobj.writelines(os.path.relpath(j.path, folder) + "\n" for j in jobs)
-        with atomic_path(script) as tmp:
-            with open(tmp, "w") as fobj:
-                fobj.write(body)
-        proc = run_command(cmd, str(script))
-        array_id = parse_sbatch(proc.stdout)
-        records = []
-        for i, job in enumerate(jobs):
-            rec = self.record(job, f"{array_id}_{i}", cmd, script,
-                              array_job_id=array_id, array_index=i)
-            write_submit_record(job, rec)
-            records.append(rec)
-        log.info("submitted %d chunks as slurm array %s", len(jobs), array_id)
-        return records
+    def parse_submit(self, stdout: str) -> str:
+        return parse_sbatch(stdout)
+
+    def array_element_id(self, array_id: str, index: int) -> str:
+        return f"{array_id}_{index}"
 
     # ---- status
     def _scheduler_states(self, jobs: list[ChunkJob],
