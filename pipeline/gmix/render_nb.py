@@ -359,48 +359,71 @@ def _model_row(mrow, A, B, C, clo, chi, c0, q, pn) -> None:
 @njit(cache=True, fastmath=True)
 def _deriv_shared(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
                   h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT) -> None:
-    """Rows 0..5 = d/d(v, u, g1, g2, T, F) of a shared-shape model."""
-    for c in range(clo, chi + 1):
-        ev = ebuf[c]
+    """Rows 0..5 = d/d(v, u, g1, g2, T, F) of a shared-shape model over [clo, chi]."""
+    # views and a loop index from 0 let numba drop negative-index wraparound,
+    # which is what keeps LLVM from vectorising the loop
+    e = ebuf[clo:chi + 1]
+    m = mrow[clo:chi + 1]
+    j0 = jr[0, clo:chi + 1]
+    j1 = jr[1, clo:chi + 1]
+    j2 = jr[2, clo:chi + 1]
+    j3 = jr[3, clo:chi + 1]
+    j4 = jr[4, clo:chi + 1]
+    j5 = jr[5, clo:chi + 1]
+    dvs = dv0 + dvdc * clo
+    dus = du0 + dudc * clo
+    for i in range(chi + 1 - clo):
+        ev = e[i]
         pe = pn * ev
-        dv = dv0 + dvdc * c
-        du = du0 + dudc * c
+        dv = dvs + dvdc * i
+        du = dus + dudc * i
         wv = ivv * dv + ivu * du
         wu = ivu * dv + iuu * du
         qvv = wv * wv
         qvu = wv * wu
         quu = wu * wu
-        mrow[c] += pe
-        jr[0, c] += pe * wv
-        jr[1, c] += pe * wu
-        jr[2, c] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
-        jr[3, c] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
-        jr[4, c] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
-        jr[5, c] += an * ev
+        m[i] += pe
+        j0[i] += pe * wv
+        j1[i] += pe * wu
+        j2[i] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
+        j3[i] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
+        j4[i] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
+        j5[i] += an * ev
 
 
 @njit(cache=True, fastmath=True)
 def _deriv_bdf(mrow, jr, ebuf, clo, chi, pn, an, bn, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
                h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT) -> None:
-    """Rows 0..6 = d/d(v, u, g1, g2, T, fracdev, F) of bdf."""
-    for c in range(clo, chi + 1):
-        ev = ebuf[c]
+    """Rows 0..6 = d/d(v, u, g1, g2, T, fracdev, F) of bdf over [clo, chi]."""
+    e = ebuf[clo:chi + 1]
+    m = mrow[clo:chi + 1]
+    j0 = jr[0, clo:chi + 1]
+    j1 = jr[1, clo:chi + 1]
+    j2 = jr[2, clo:chi + 1]
+    j3 = jr[3, clo:chi + 1]
+    j4 = jr[4, clo:chi + 1]
+    j5 = jr[5, clo:chi + 1]
+    j6 = jr[6, clo:chi + 1]
+    dvs = dv0 + dvdc * clo
+    dus = du0 + dudc * clo
+    for i in range(chi + 1 - clo):
+        ev = e[i]
         pe = pn * ev
-        dv = dv0 + dvdc * c
-        du = du0 + dudc * c
+        dv = dvs + dvdc * i
+        du = dus + dudc * i
         wv = ivv * dv + ivu * du
         wu = ivu * dv + iuu * du
         qvv = wv * wv
         qvu = wv * wu
         quu = wu * wu
-        mrow[c] += pe
-        jr[0, c] += pe * wv
-        jr[1, c] += pe * wu
-        jr[2, c] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
-        jr[3, c] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
-        jr[4, c] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
-        jr[5, c] += bn * ev
-        jr[6, c] += an * ev
+        m[i] += pe
+        j0[i] += pe * wv
+        j1[i] += pe * wu
+        j2[i] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
+        j3[i] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
+        j4[i] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
+        j5[i] += bn * ev
+        j6[i] += an * ev
 
 
 @njit(cache=True, fastmath=True)
@@ -519,6 +542,8 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
     ebuf = np.empty(maxcol)
     rbuf = np.empty(maxcol)
     jr = np.empty((na, maxcol))
+    Ak = np.empty(ngal * maxcomp)
+    qk = np.empty(ngal * maxcomp)
     Jl = np.empty((na, na))
     Jrl = np.empty(na)
     for e in range(nep):
@@ -547,6 +572,12 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
         dvdc = jac[3]
         dudr = jac[4]
         dudc = jac[5]
+        # chi2 along a row is A c^2 + B c + C; A and the recurrence factor
+        # exp(-A) are constant per component
+        for k in range(ncomp):
+            Ak[k] = (tab[k, _IVV] * dvdc * dvdc + 2.0 * tab[k, _IVU] * dvdc * dudc
+                     + tab[k, _IUU] * dudc * dudc)
+            qk[k] = math.exp(-Ak[k])
         for r in range(nrow):
             mrow[:ncol] = 0.0
             if want_jac:
@@ -555,7 +586,7 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
                 ivv = tab[k, _IVV]
                 ivu = tab[k, _IVU]
                 iuu = tab[k, _IUU]
-                A = ivv * dvdc * dvdc + 2.0 * ivu * dvdc * dudc + iuu * dudc * dudc
+                A = Ak[k]
                 dv0 = dvdr * (r - row0) - dvdc * col0 - tab[k, _V]
                 du0 = dudr * (r - row0) - dudc * col0 - tab[k, _U]
                 B = 2.0 * (ivv * dv0 * dvdc + ivu * (dv0 * dudc + du0 * dvdc)
@@ -564,7 +595,7 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
                 clo, chi, c0 = _row_range(A, B, C, ncol)
                 if clo > chi:
                     continue
-                q = math.exp(-A)
+                q = qk[k]
                 pn = tab[k, _PN]
                 if not want_jac:
                     _model_row(mrow, A, B, C, clo, chi, c0, q, pn)
