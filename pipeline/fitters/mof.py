@@ -43,11 +43,10 @@ import numpy as np
 from ..errors import InputFileError
 from ..gmix import flags as F
 from ..gmix.maxlike import fit_model
-from ..gmix.template import fit_psf_flux
 from ..mof.convergence import ConvergenceTest
 from ..mof.render import MemberModel, epoch_key
 from ..mof.subtract import correct_mbobs, uncorrected_mbobs
-from .base import BaseFitter, fill_model, register
+from .base import fill_model, register
 from .composite import fit_composite
 from .maxlike import MaxLikeFitter, model_npars
 
@@ -96,17 +95,7 @@ class MOFFitter(MaxLikeFitter):
     """Max-likelihood fits of FoF groups with neighbours modelled."""
 
     def __init__(self, conf: dict, nband: int):
-        try:
-            super().__init__(conf, nband)
-        except TypeError:
-            # engine/fitter signature drift of make_priors (model= keyword): build
-            # the same state without it
-            from ..gmix.priors import make_priors
-            BaseFitter.__init__(self, conf, nband)
-            self.models = list(conf["models"])
-            self.priors = {m: make_priors(conf["model_pars"].get(m) or {}, nband)
-                           for m in self.models}
-            self.psf_model = conf["psf_pars"]["model"]
+        super().__init__(conf, nband)
         self.mof = conf["mof"]
         self.method = conf["model_nbrs_method"]
         self.var_fac = float(conf.get("intr_prof_var_fac") or 0.0)
@@ -141,21 +130,6 @@ class MOFFitter(MaxLikeFitter):
                       ("pars", "f8", npars)]
         return {"nbrs_data": np.array(self._nbrs_rows, dtype=nbrs_dtype),
                 "mof_convergence": np.array(self._conv_rows, dtype=conv_dtype)}
-
-    def fit_psf_fluxes(self, mbobs, row: np.ndarray) -> None:
-        """PSF fluxes per band (the template fitter returns one entry per band)."""
-        res = fit_psf_flux(mbobs)
-        flux = np.atleast_1d(res["flux"])
-        err = np.atleast_1d(res["flux_err"])
-        bflags = np.atleast_1d(res.get("band_flags", np.full(self.nband, res["flags"])))
-        for band in range(self.nband):
-            row["psf_flags"][band] = bflags[band]
-            if bflags[band] == 0:
-                row["psf_flux"][band] = flux[band]
-                row["psf_flux_err"][band] = err[band]
-                row["psf_flux_s2n"][band] = flux[band] / err[band] if err[band] > 0 else F.DEFVAL
-            else:
-                row["flags"] |= F.PSF_FLUX_FIT_FAILURE
 
     # -- setup -----------------------------------------------------------------
     def setup(self, run) -> None:
