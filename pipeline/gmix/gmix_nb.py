@@ -195,3 +195,48 @@ def convolve_fill(out, obj, psf) -> int:
             g['irc'] = o['irc'] + q['irc']
             g['icc'] = o['icc'] + q['icc']
     return set_norms(out)
+
+
+@njit(cache=True)
+def psf_table(data):
+    """(flag, table, T) of a PSF mixture for the fit kernels: table rows
+    (p, dv, du, irr, irc, icc) with p normalised to sum 1 and (dv, du) relative
+    to the flux-weighted centroid; T = Irr + Icc of the whole mixture.
+    flag 1 when a value is non-finite, the flux is not positive or a component
+    is not positive definite (the table is then empty)."""
+    n = data.size
+    psum = 0.0
+    finite = True
+    for i in range(n):
+        g = data[i]
+        psum += g['p']
+        for x in (g['p'], g['row'], g['col'], g['irr'], g['irc'], g['icc']):
+            if not math.isfinite(x):
+                finite = False
+    if not finite or not (math.isfinite(psum) and psum > 0.0):
+        return 1, np.zeros((0, 6)), 0.0
+    for i in range(n):
+        g = data[i]
+        if g['irr'] * g['icc'] - g['irc'] * g['irc'] <= 0.0 or g['irr'] <= 0.0:
+            return 1, np.zeros((0, 6)), 0.0
+    vc = 0.0
+    uc = 0.0
+    for i in range(n):
+        p = data[i]['p'] / psum
+        vc += p * data[i]['row']
+        uc += p * data[i]['col']
+    tab = np.empty((n, 6))
+    T = 0.0
+    for i in range(n):
+        g = data[i]
+        p = g['p'] / psum
+        dv = g['row'] - vc
+        du = g['col'] - uc
+        tab[i, 0] = p
+        tab[i, 1] = dv
+        tab[i, 2] = du
+        tab[i, 3] = g['irr']
+        tab[i, 4] = g['irc']
+        tab[i, 5] = g['icc']
+        T += p * (g['irr'] + g['icc'] + dv * dv + du * du)
+    return 0, tab, T

@@ -142,3 +142,65 @@ def lm_fit(pars0, lo, hi, maxit, ftol, xtol, lam0, kind, pvals, fvals, nshape, n
         if not math.isfinite(x[i]):
             status |= ST_NONFINITE
     return x, JtJ, stats, chi2, nfev, niter, status
+
+
+@njit(cache=True)
+def invert(A):
+    """(status, inverse) of a small square matrix by Gauss-Jordan elimination
+    with partial pivoting; status 1 when a pivot is exactly zero (singular)."""
+    n = A.shape[0]
+    M = A.copy()
+    inv = np.eye(n)
+    for col in range(n):
+        piv = col
+        best = abs(M[col, col])
+        for r in range(col + 1, n):
+            if abs(M[r, col]) > best:
+                best = abs(M[r, col])
+                piv = r
+        if not (best > 0.0):
+            return 1, inv
+        if piv != col:
+            for k in range(n):
+                t = M[col, k]
+                M[col, k] = M[piv, k]
+                M[piv, k] = t
+                t = inv[col, k]
+                inv[col, k] = inv[piv, k]
+                inv[piv, k] = t
+        d = 1.0 / M[col, col]
+        for k in range(n):
+            M[col, k] *= d
+            inv[col, k] *= d
+        for r in range(n):
+            if r == col:
+                continue
+            f = M[r, col]
+            if f != 0.0:
+                for k in range(n):
+                    M[r, k] -= f * M[col, k]
+                    inv[r, k] -= f * inv[col, k]
+    return 0, inv
+
+
+@njit(cache=True)
+def covariance(JtJ):
+    """(status, cov, err) from the normal matrix: status 0 ok, 1 singular,
+    2 not positive (a non-finite entry or a non-positive variance)."""
+    n = JtJ.shape[0]
+    st, c = invert(JtJ)
+    cov = np.empty((n, n))
+    err = np.empty(n)
+    if st != 0:
+        return 1, cov, err
+    for i in range(n):
+        for j in range(n):
+            if not math.isfinite(c[i, j]):
+                return 2, cov, err
+        if not (c[i, i] > 0.0):
+            return 2, cov, err
+    for i in range(n):
+        for j in range(n):
+            cov[i, j] = 0.5 * (c[i, j] + c[j, i])
+        err[i] = math.sqrt(cov[i, i])
+    return 0, cov, err

@@ -16,7 +16,8 @@ from . import lm_nb
 from .gmix import GMixModel
 from .models import ModelSpec, get_model
 from .observation import get_mb_obs
-from .render_nb import KIND_BDF, KIND_COELLIP, KIND_SHARED, gaussian_moments
+from .gmix_nb import psf_table
+from .render_nb import KIND_BDF, KIND_COELLIP, KIND_SHARED, moment_guess
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ DEFAULT_LM_PARS = {"maxit": 200, "ftol": 1.0e-5, "xtol": 1.0e-6, "lambda0": 1.0e
 _KINDS = {"shared": KIND_SHARED, "bdf": KIND_BDF, "coellip": KIND_COELLIP}
 _EMPTY_PRIOR = (np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64),
                 np.zeros((0, 4)))
+_NO_PSF = np.array([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # a delta function: fit unconvolved
 
 
 class FitResult(dict):
@@ -92,68 +94,21 @@ class _Packed:
         """(flag, psf table, psf T) of one epoch; flag 0 if usable."""
         if not obs.jacobian.is_valid():
             return F.BAD_JACOBIAN, None, 0.0
-        if not np.any(obs.weight > 0):
+        if not (obs.weight > 0).any():
             return F.NO_DATA, None, 0.0
         gm = obs.get_psf_gmix()
         if gm is None:
-            return 0, np.array([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]), 0.0
-        d = gm.data
-        psum = float(d['p'].sum())
-        cols = [d['p'], d['row'], d['col'], d['irr'], d['irc'], d['icc']]
-        if not (math.isfinite(psum) and psum > 0) or not all(np.all(np.isfinite(c)) for c in cols):
+            return 0, _NO_PSF, 0.0
+        bad, tab, T = psf_table(gm.data)
+        if bad:
             return F.BAD_PSF, None, 0.0
-        if np.any(d['irr'] * d['icc'] - d['irc'] ** 2 <= 0) or np.any(d['irr'] <= 0):
-            return F.BAD_PSF, None, 0.0
-        p = d['p'] / psum
-        vc = float(np.sum(p * d['row']))
-        uc = float(np.sum(p * d['col']))
-        tab = np.column_stack([p, d['row'] - vc, d['col'] - uc, d['irr'], d['irc'], d['icc']])
-        T = float(np.sum(p * (d['irr'] + d['icc'] + (d['row'] - vc) ** 2 + (d['col'] - uc) ** 2)))
-        return 0, np.ascontiguousarray(tab), T
+        return 0, tab, T
 
 
 def _moment_guess(obs, Tpsf: float):
     """(v, u, T_obs, flux) from Gaussian-weighted moments with a few adaptive
     iterations of the weight; falls back to the PSF size when moments fail."""
-    jac = obs.jacobian
-    scale = jac.get_scale()
-    Tw = max(2.0 * Tpsf, 4.0 * scale * scale)
-    Wvv = Wuu = 0.5 * Tw
-    Wvu = 0.0
-    v0 = u0 = 0.0
-    flux = None
-    Cobs = None
-    for _ in range(3):
-        s = gaussian_moments(obs.image, obs.weight, jac.jac6, v0, u0, Wvv, Wvu, Wuu)
-        if not s[0] > 0:
-            break
-        mv, mu = s[1] / s[0], s[2] / s[0]
-        Mvv = s[3] / s[0] - mv * mv
-        Mvu = s[4] / s[0] - mv * mu
-        Muu = s[5] / s[0] - mu * mu
-        detM = Mvv * Muu - Mvu * Mvu
-        detW = Wvv * Wuu - Wvu * Wvu
-        if not (detM > 0 and Mvv > 0):
-            break
-        # Gaussian object C seen through weight W: M^-1 = C^-1 + W^-1
-        a = Muu / detM - Wuu / detW
-        b = -Mvu / detM + Wvu / detW
-        c = Mvv / detM - Wvv / detW
-        detCi = a * c - b * b
-        if detCi > 0 and a > 0:
-            Cvv, Cvu, Cuu = c / detCi, -b / detCi, a / detCi
-        else:
-            Cvv, Cvu, Cuu = 2 * Mvv, 2 * Mvu, 2 * Muu
-        if abs(mv) < 2 * scale and abs(mu) < 2 * scale:
-            v0 += mv
-            u0 += mu
-        Cobs = (Cvv, Cvu, Cuu)
-        detC = Cvv * Cuu - Cvu * Cvu
-        flux = s[0] * math.sqrt(detC / detM) if detC > 0 else s[0]
-        Wvv, Wvu, Wuu = Cvv, Cvu, Cuu
-    if Cobs is None:
-        return 0.0, 0.0, max(Tpsf, 4.0 * scale * scale), float(np.sum(obs.image * (obs.weight > 0)))
-    return v0, u0, Cobs[0] + Cobs[2], flux
+    return moment_guess(obs.image, obs.weight, obs.jacobian.jac6, float(Tpsf))
 
 
 def _base_guess(spec: ModelSpec, packed: _Packed, nband: int) -> np.ndarray:
@@ -348,18 +303,12 @@ def _make_result(spec, nband, pars, JtJ, stats, nfev, niter, status, ntry) -> Fi
     cov = np.full((npar, npar), F.BIGVAL)
     perr = np.full(npar, F.BIGVAL)
     if not (status & (lm_nb.ST_BAD_START | lm_nb.ST_NONFINITE)):
-        try:
-            c = np.linalg.inv(JtJ)
-            d = np.diag(c)
-            if np.all(np.isfinite(c)) and np.all(d > 0):
-                cov = 0.5 * (c + c.T)
-                perr = np.sqrt(np.diag(cov))
-            else:
-                flags |= F.COV_NOT_POSDEF
-                msgs.append("covariance not positive")
-        except np.linalg.LinAlgError:
+        cst, c, e = lm_nb.covariance(JtJ)
+        if cst == 0:
+            cov, perr = c, e
+        else:
             flags |= F.COV_NOT_POSDEF
-            msgs.append("covariance singular")
+            msgs.append("covariance singular" if cst == 1 else "covariance not positive")
     npix = int(stats[3])
     dof = npix - npar
     res = FitResult(

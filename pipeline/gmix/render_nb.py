@@ -214,6 +214,68 @@ def gaussian_moments(image, weight, jac, v0, u0, wvv, wvu, wuu):
     return s
 
 
+@njit(cache=True, fastmath=True)
+def moment_guess(image, weight, jac, Tpsf):
+    """(v, u, T_obs, flux) from Gaussian-weighted moments with three adaptive
+    iterations of the weight, the object's covariance C recovered from the
+    measured M through M^-1 = C^-1 + W^-1; falls back to the PSF size and the
+    summed flux when the moments fail."""
+    scale2 = abs(jac[2] * jac[5] - jac[3] * jac[4])
+    scale = math.sqrt(scale2)
+    Tw = max(2.0 * Tpsf, 4.0 * scale2)
+    Wvv = 0.5 * Tw
+    Wuu = 0.5 * Tw
+    Wvu = 0.0
+    v0 = 0.0
+    u0 = 0.0
+    flux = 0.0
+    have = False
+    Cvv = Cvu = Cuu = 0.0
+    for _ in range(3):
+        s = gaussian_moments(image, weight, jac, v0, u0, Wvv, Wvu, Wuu)
+        if not s[0] > 0:
+            break
+        mv = s[1] / s[0]
+        mu = s[2] / s[0]
+        Mvv = s[3] / s[0] - mv * mv
+        Mvu = s[4] / s[0] - mv * mu
+        Muu = s[5] / s[0] - mu * mu
+        detM = Mvv * Muu - Mvu * Mvu
+        detW = Wvv * Wuu - Wvu * Wvu
+        if not (detM > 0 and Mvv > 0):
+            break
+        a = Muu / detM - Wuu / detW
+        b = -Mvu / detM + Wvu / detW
+        c = Mvv / detM - Wvv / detW
+        detCi = a * c - b * b
+        if detCi > 0 and a > 0:
+            Cvv = c / detCi
+            Cvu = -b / detCi
+            Cuu = a / detCi
+        else:
+            Cvv = 2 * Mvv
+            Cvu = 2 * Mvu
+            Cuu = 2 * Muu
+        if abs(mv) < 2 * scale and abs(mu) < 2 * scale:
+            v0 += mv
+            u0 += mu
+        have = True
+        detC = Cvv * Cuu - Cvu * Cvu
+        flux = s[0] * math.sqrt(detC / detM) if detC > 0 else s[0]
+        Wvv = Cvv
+        Wvu = Cvu
+        Wuu = Cuu
+    if not have:
+        tot = 0.0
+        nrow, ncol = image.shape
+        for r in range(nrow):
+            for c in range(ncol):
+                if weight[r, c] > 0:
+                    tot += image[r, c]
+        return 0.0, 0.0, max(Tpsf, 4.0 * scale2), tot
+    return v0, u0, Cvv + Cuu, flux
+
+
 # --------------------------------------------------------------------------
 # Fit kernel: model, chi2 and the normal equations (J^T J, J^T r) of a
 # parametrised model convolved with each epoch's PSF, in one pass.
