@@ -51,8 +51,8 @@ def _dask_run(root, folder, name, capsys, **conf_kw):
     assert len(rec.chunks) == 4
     assert {r["system"] for r in submit_records(layout, rec).values()} == {"dask"}
     # a later status (another adapter instance) reads the chunk files
-    rows, _ = status_rows(capsys, *args, "--system", "dask")
-    assert (rows[TILE]["done"], rows[TILE]["failed"]) == (4, 0)
+    rows, out = status_rows(capsys, *args, "--system", "dask", logs=True)
+    assert (rows[TILE]["done"], rows[TILE]["failed"]) == (4, 0), out
     assert mmx("collate", *args) == 0
     return layout
 
@@ -72,6 +72,7 @@ def test_dask_jobqueue_on_slurm_same_catalogue(local_run, tmp_path, monkeypatch,
     pytest.importorskip("dask_jobqueue")
     root, reference = local_run
     python_path_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
     layout = _dask_run(root, tmp_path, "g2dasks", capsys, dask_cluster="slurm",
                        queue="debug", walltime="00:10:00", mem="1G",
                        extra_cmds=['echo "in slurm job ${SLURM_JOB_ID:-none}"'])
@@ -80,3 +81,6 @@ def test_dask_jobqueue_on_slurm_same_catalogue(local_run, tmp_path, monkeypatch,
     for chunk in sorted(layout.chunks_dir(TILE).glob("chunk*")):
         words = (chunk / "job.log").read_text().split("in slurm job ", 1)[1].split()
         assert words[0].isdigit(), chunk
+    # the worker jobs' SLURM logs land in the run tree, not the submitting directory
+    assert list((layout.run_dir / "dask-logs").glob("*.out"))
+    assert not list(tmp_path.glob("slurm-*.out"))

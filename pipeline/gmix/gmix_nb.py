@@ -14,7 +14,7 @@ from numba import njit
 TWO_PI = 2.0 * math.pi
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def set_norms(data) -> int:
     """Fill the cached fields; return 0, or 1 if a component is not positive definite."""
     bad = 0
@@ -39,7 +39,7 @@ def set_norms(data) -> int:
     return bad
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def g1g2_to_e1e2(g1, g2):
     """Reduced-shear ellipticity g -> distortion e = 2 g / (1 + |g|^2)."""
     gsq = g1 * g1 + g2 * g2
@@ -47,7 +47,7 @@ def g1g2_to_e1e2(g1, g2):
     return f * g1, f * g2
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def e1e2_to_g1g2(e1, e2):
     """Distortion e -> reduced-shear ellipticity g (inverse of g1g2_to_e1e2)."""
     esq = e1 * e1 + e2 * e2
@@ -60,7 +60,7 @@ def e1e2_to_g1g2(e1, e2):
     return e1 * g / e, e2 * g / e
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fill_shared(data, pars, pvals, fvals, flux_index, fracdev_index, ndisk) -> int:
     """Fill a mixture whose components share centre and shape.
 
@@ -100,7 +100,7 @@ def fill_shared(data, pars, pvals, fvals, flux_index, fracdev_index, ndisk) -> i
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fill_coellip(data, pars) -> int:
     """Fill a co-elliptical mixture: pars = [v, u, g1, g2, T_1..T_N, F_1..F_N]."""
     n = data.size
@@ -122,7 +122,7 @@ def fill_coellip(data, pars) -> int:
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fill_full(data, pars) -> None:
     """Fill from flat [p, row, col, irr, irc, icc] * n."""
     for i in range(data.size):
@@ -136,7 +136,7 @@ def fill_full(data, pars) -> None:
     set_norms(data)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def get_cen_flux(data):
     """Flux-weighted centre and total flux (row, col, psum)."""
     psum = 0.0
@@ -153,7 +153,7 @@ def get_cen_flux(data):
     return r, c, psum
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def get_moments(data):
     """Flux-weighted (irr, irc, icc) about the mixture centre, and total flux."""
     r0, c0, psum = get_cen_flux(data)
@@ -174,7 +174,7 @@ def get_moments(data):
     return irr, irc, icc, psum
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def convolve_fill(out, obj, psf) -> int:
     """out[i*npsf + j] = obj[i] (x) psf[j]; the PSF's own centroid is removed so the
     convolution keeps the object's centre; PSF fluxes are normalised to sum 1.
@@ -197,7 +197,7 @@ def convolve_fill(out, obj, psf) -> int:
     return set_norms(out)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def psf_table(data):
     """(flag, table, T) of a PSF mixture for the fit kernels: table rows
     (p, dv, du, irr, irc, icc) with p normalised to sum 1 and (dv, du) relative

@@ -23,7 +23,7 @@ ST_SINGULAR = 4
 ST_NONFINITE = 8
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def chol_solve(A, b, x) -> bool:
     """Solve A x = b for symmetric positive-definite A (small n) by Cholesky."""
     n = b.size
@@ -53,7 +53,7 @@ def chol_solve(A, b, x) -> bool:
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _evaluate(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
               psf_tab, pr_kind, pr_idx, pr_par, JtJ, Jtr, stats):
     st = fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
@@ -66,7 +66,7 @@ def _evaluate(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac
     return chi2
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lm_fit(pars0, lo, hi, maxit, ftol, xtol, lam0, kind, pvals, fvals, nshape, ndisk,
            img, sqw, ep_info, ep_jac, psf_tab, pr_kind, pr_idx, pr_par):
     """Returns (pars, JtJ, stats, chi2_total, nfev, niter, status)."""
@@ -144,7 +144,7 @@ def lm_fit(pars0, lo, hi, maxit, ftol, xtol, lam0, kind, pvals, fvals, nshape, n
     return x, JtJ, stats, chi2, nfev, niter, status
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def invert(A):
     """(status, inverse) of a small square matrix by Gauss-Jordan elimination
     with partial pivoting; status 1 when a pivot is exactly zero (singular)."""
@@ -183,7 +183,7 @@ def invert(A):
     return 0, inv
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def covariance(JtJ):
     """(status, cov, err) from the normal matrix: status 0 ok, 1 singular,
     2 not positive (a non-finite entry or a non-positive variance)."""

@@ -21,7 +21,7 @@ from numba import njit
 MAX_CHI2 = 25.0
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _row_range(A, B, C, ncol):
     """Column range [clo, chi] with chi2 = (A c + B) c + C < MAX_CHI2 and the start
     column c0 (nearest the minimum); clo > chi when the row is empty."""
@@ -44,7 +44,7 @@ def _row_range(A, B, C, ncol):
     return clo, chi, c0
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _fill_row_exp(ebuf, A, B, C, clo, chi, c0, q):
     """ebuf[c] = exp(-0.5 chi2(c)) for c in [clo, chi] by recurrence from c0;
     q = exp(-A)."""
@@ -66,7 +66,7 @@ def _fill_row_exp(ebuf, A, B, C, clo, chi, c0, q):
         ratl *= q
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _add_gauss(image, pn, v0, u0, ivv, ivu, iuu, jac, roff, coff):
     """image += pn * exp(-chi2/2) of one Gaussian; pixel (r, c) sampled at
     (r + roff, c + coff)."""
@@ -106,7 +106,7 @@ def _add_gauss(image, pn, v0, u0, ivv, ivu, iuu, jac, roff, coff):
             ratl *= q
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def render_gmix(data, jac, image, nsub) -> None:
     """image[:] = mixture ``data`` (GAUSS_DTYPE records) rendered through ``jac``.
 
@@ -129,7 +129,7 @@ def render_gmix(data, jac, image, nsub) -> None:
                            g['ivu'], g['iuu'], jac, roff, coff)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def render_gmix_exact(data, jac, image) -> None:
     """Reference renderer: math.exp at every pixel and component (tests, no cut)."""
     nrow, ncol = image.shape
@@ -148,7 +148,7 @@ def render_gmix_exact(data, jac, image) -> None:
             image[r, c] = s * area
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def chi2_stats(model, image, weight):
     """(chi2, loglike, s2n_num, s2n_den, npix) over pixels with weight > 0."""
     chi2 = 0.0
@@ -170,7 +170,7 @@ def chi2_stats(model, image, weight):
     return chi2, -0.5 * chi2, num, den, npix
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def fill_residuals(model, image, weight, out) -> None:
     """out = (model - image) * sqrt(weight), flattened; zero where weight <= 0."""
     nrow, ncol = image.shape
@@ -184,7 +184,7 @@ def fill_residuals(model, image, weight, out) -> None:
                 out[i] = (model[r, c] - image[r, c]) * math.sqrt(w)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def gaussian_moments(image, weight, jac, v0, u0, wvv, wvu, wuu):
     """Sums of I w, I w v, I w u, I w v^2, I w v u, I w u^2 (offsets from v0, u0) with
     the Gaussian weight function of covariance [[wvv, wvu], [wvu, wuu]]; only
@@ -214,7 +214,7 @@ def gaussian_moments(image, weight, jac, v0, u0, wvv, wvu, wuu):
     return s
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def moment_guess(image, weight, jac, Tpsf):
     """(v, u, T_obs, flux) from Gaussian-weighted moments with three adaptive
     iterations of the weight, the object's covariance C recovered from the
@@ -291,7 +291,7 @@ _TIDX, _FIDX = 20, 21
 _NCOLS = 22
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _shape_derivs(g1, g2):
     """e1, e2 and de/dg (distortion from reduced shear)."""
     gsq = g1 * g1 + g2 * g2
@@ -306,7 +306,7 @@ def _shape_derivs(g1, g2):
     return e1, e2, de1dg1, de1dg2, de2dg1, de2dg2
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _set_deriv(tab, k, col, Dvv, Dvu, Duu, ivv, ivu, iuu):
     tab[k, col] = 0.5 * Dvv
     tab[k, col + 1] = Dvu
@@ -314,7 +314,7 @@ def _set_deriv(tab, k, col, Dvv, Dvu, Duu, ivv, ivu, iuu):
     tab[k, col + 3] = 0.5 * (ivv * Dvv + 2.0 * ivu * Dvu + iuu * Duu)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _build_components(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
                       pstart, pn_, tab) -> int:
     """Fill ``tab`` with the convolved components of one epoch; return the number
@@ -394,7 +394,7 @@ def _build_components(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_ta
     return k
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _model_row(mrow, A, B, C, clo, chi, c0, q, pn) -> None:
     """mrow[c] += pn exp(-chi2(c)/2) over [clo, chi] by the row recurrence."""
     f = pn * math.exp(-0.5 * ((A * c0 + B) * c0 + C))
@@ -418,7 +418,7 @@ def _model_row(mrow, A, B, C, clo, chi, c0, q, pn) -> None:
 # column loop compiles to SIMD code; the generic coellip pass has per-component
 # rows for T_i and F_i.
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _deriv_shared(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
                   h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT) -> None:
     """Rows 0..5 = d/d(v, u, g1, g2, T, F) of a shared-shape model over [clo, chi]."""
@@ -453,7 +453,7 @@ def _deriv_shared(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, i
         j5[i] += an * ev
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _deriv_bdf(mrow, jr, ebuf, clo, chi, pn, an, bn, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
                h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT) -> None:
     """Rows 0..6 = d/d(v, u, g1, g2, T, fracdev, F) of bdf over [clo, chi]."""
@@ -488,7 +488,7 @@ def _deriv_bdf(mrow, jr, ebuf, clo, chi, pn, an, bn, dv0, du0, dvdc, dudc, ivv, 
         j6[i] += an * ev
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _deriv_generic(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
                    h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT, lt, lf) -> None:
     """Rows 0..3 = d/d(v, u, g1, g2); row lt = d/dT_i, row lf = d/dF_i (coellip)."""
@@ -518,7 +518,7 @@ def _deriv_generic(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, 
         jr[lf, c] += an * ev
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _row_normal(jr, na, mrow, img, sqw, base, ncol, rbuf, Jl, Jrl, stats, want_jac) -> None:
     """Add one image row to the chi2 statistics and (want_jac) to the local
     normal equations; pixels with sqrt(weight) <= 0 are skipped."""
@@ -564,7 +564,7 @@ def _row_normal(jr, na, mrow, img, sqw, base, ncol, rbuf, Jl, Jrl, stats, want_j
             Jl[a, b] += acc
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
              psf_tab, JtJ, Jtr, stats, want_jac) -> int:
     """chi2 = sum w (model - data)^2 over all epochs and, if ``want_jac``, the

@@ -90,6 +90,11 @@ class MEDS:
                     raise self._error(f"HDU '{name}' has shape {tuple(dims)}, expected 1-D")
                 key = PSF_EXT if name == PSF_EXT else name[: -len("_cutouts")]
                 self._cutout_len[key] = int(dims[0])
+        self._types = tuple(t for t in self._cutout_len if t != PSF_EXT)
+        # the stamps of the last object read, per cutout type: a fitter asks
+        # for several cutouts and types of one object, and one read per type
+        # costs what one read per stamp did (bounded by one object's pixels)
+        self._stamp_cache: dict[str, tuple[int, np.ndarray | None]] = {}
 
     def _read_table(self, name: str) -> np.ndarray:
         try:
@@ -200,7 +205,7 @@ class MEDS:
 
     @property
     def cutout_types(self) -> tuple[str, ...]:
-        return tuple(t for t in self._cutout_len if t != PSF_EXT)
+        return self._types
 
     def has_cutout_type(self, cutout_type: str) -> bool:
         return cutout_type in self.cutout_types
@@ -237,7 +242,7 @@ class MEDS:
         return iobj, icut
 
     def _check_type(self, cutout_type: str) -> str:
-        if cutout_type not in self.cutout_types:
+        if cutout_type not in self._types:
             raise self._error(f"no '{cutout_ext(cutout_type)}' HDU (cutout types: "
                               f"{', '.join(self.cutout_types)})")
         return cutout_type
@@ -254,13 +259,34 @@ class MEDS:
             raise self._error(f"cannot read '{ext}' ({_one_line(err)})") from None
 
     # --------------------------------------------------------------- cutouts
+    def _object_stamps(self, iobj: int, cutout_type: str) -> np.ndarray | None:
+        """All stamps of object ``iobj`` of one type as one flat array (read once
+        and kept until another object is asked for), or None when the object's
+        stamps are not contiguous in the file."""
+        hit = self._stamp_cache.get(cutout_type)
+        if hit is not None and hit[0] == iobj:
+            return hit[1]
+        box, ncut = int(self._box[iobj]), int(self._ncut[iobj])
+        starts = self._arrays["start_row"][iobj, :ncut]
+        flat = None
+        if ncut > 0 and np.all(starts == starts[0] + np.arange(ncut) * box * box):
+            flat = self._read_slice(cutout_ext(cutout_type), cutout_type, int(starts[0]),
+                                    ncut * box * box)
+        self._stamp_cache[cutout_type] = (iobj, flat)
+        return flat
+
     def get_cutout(self, iobj: int, icut: int, type: str = "image") -> np.ndarray:  # noqa: A002
         """Cutout ``icut`` of object ``iobj`` as a (box, box) array (dtype as on disk)."""
         iobj, icut = self._check_cut(iobj, icut)
         self._check_type(type)
         box = int(self._box[iobj])
+        npix = box * box
+        flat = self._object_stamps(iobj, type)
+        if flat is not None:
+            # a copy: callers may modify the stamp they get
+            return flat[icut * npix:(icut + 1) * npix].reshape(box, box).copy()
         start = int(self._arrays["start_row"][iobj, icut])
-        return self._read_slice(cutout_ext(type), type, start, box * box).reshape(box, box)
+        return self._read_slice(cutout_ext(type), type, start, npix).reshape(box, box)
 
     def get_mosaic(self, iobj: int, type: str = "image") -> np.ndarray:  # noqa: A002
         """All cutouts of an object stacked vertically: (ncutout*box, box)."""
@@ -269,10 +295,9 @@ class MEDS:
         box, ncut = int(self._box[iobj]), int(self._ncut[iobj])
         if ncut == 0:
             return np.zeros((0, box), dtype=CUTOUT_DTYPES.get(type, "f4"))
-        starts = self._arrays["start_row"][iobj, :ncut]
-        if np.all(starts == starts[0] + np.arange(ncut) * box * box):
-            flat = self._read_slice(cutout_ext(type), type, int(starts[0]), ncut * box * box)
-            return flat.reshape(ncut * box, box)
+        flat = self._object_stamps(iobj, type)
+        if flat is not None:
+            return flat.reshape(ncut * box, box).copy()
         # not contiguous (non-standard file): read stamp by stamp
         return np.concatenate([self.get_cutout(iobj, i, type) for i in range(ncut)])
 
@@ -283,23 +308,50 @@ class MEDS:
         return [mosaic[i * box:(i + 1) * box] for i in range(int(self._ncut[iobj]))]
 
     # ------------------------------------------------------------------- psf
+    def _psf_shape(self, iobj: int, icut: int) -> tuple[int, int]:
+        names = self._cat.dtype.names
+        if "psf_row_size" in self._arrays and "psf_col_size" in self._arrays:
+            return (int(self._arrays["psf_row_size"][iobj, icut]),
+                    int(self._arrays["psf_col_size"][iobj, icut]))
+        if "psf_box_size" in names:
+            size = np.asarray(self._cat["psf_box_size"][iobj]).reshape(-1)
+            n = int(size[icut] if size.size > 1 else size[0])
+            return n, n
+        raise self._error("no 'psf_box_size' or 'psf_row_size'/'psf_col_size' columns")
+
+    def _object_psfs(self, iobj: int) -> tuple[int, np.ndarray] | None:
+        """(first start row, flat pixels) of all PSF stamps of ``iobj`` when they are
+        contiguous and valid (cached like the cutouts), else None."""
+        hit = self._stamp_cache.get(PSF_EXT)
+        if hit is not None and hit[0] == iobj:
+            return hit[1]
+        ncut = int(self._ncut[iobj])
+        out = None
+        if ncut > 0:
+            starts = self._arrays["psf_start_row"][iobj, :ncut].astype("i8")
+            sizes = np.array([np.prod(self._psf_shape(iobj, i)) for i in range(ncut)],
+                             dtype="i8")
+            if (np.all(sizes > 0) and starts[0] >= 0
+                    and np.all(starts[1:] == starts[:-1] + sizes[:-1])
+                    and starts[0] + sizes.sum() <= self._cutout_len[PSF_EXT]):
+                first = int(starts[0])
+                out = (first, self._read_slice(PSF_EXT, PSF_EXT, first, int(sizes.sum())))
+        self._stamp_cache[PSF_EXT] = (iobj, out)
+        return out
+
     def get_psf(self, iobj: int, icut: int) -> np.ndarray:
         """PSF stamp of a cutout; centre is (psf_cutout_row, psf_cutout_col)."""
         iobj, icut = self._check_cut(iobj, icut)
         if not self.has_psf():
             raise self._error(f"no '{PSF_EXT}' HDU or no 'psf_start_row' column")
-        names = self._cat.dtype.names
-        if "psf_row_size" in self._arrays and "psf_col_size" in self._arrays:
-            nrow = int(self._arrays["psf_row_size"][iobj, icut])
-            ncol = int(self._arrays["psf_col_size"][iobj, icut])
-        elif "psf_box_size" in names:
-            size = np.asarray(self._cat["psf_box_size"][iobj]).reshape(-1)
-            nrow = ncol = int(size[icut] if size.size > 1 else size[0])
-        else:
-            raise self._error("no 'psf_box_size' or 'psf_row_size'/'psf_col_size' columns")
+        nrow, ncol = self._psf_shape(iobj, icut)
         start = int(self._arrays["psf_start_row"][iobj, icut])
         if nrow <= 0 or ncol <= 0 or start < 0:
             raise self._error(f"object {iobj} cutout {icut} has no PSF stamp")
+        block = self._object_psfs(iobj)
+        if block is not None:
+            off = start - block[0]
+            return block[1][off:off + nrow * ncol].reshape(nrow, ncol).copy()
         return self._read_slice(PSF_EXT, PSF_EXT, start, nrow * ncol).reshape(nrow, ncol)
 
     def get_psf_list(self, iobj: int) -> list[np.ndarray]:

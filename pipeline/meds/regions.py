@@ -47,7 +47,15 @@ def map_coadd_seg(coadd_seg: np.ndarray, jac_coadd: Jacobian | None,
         return coadd_seg
     from .regions_nb import map_seg_nb
 
-    amat = np.linalg.solve(_matrix(jac_coadd), _matrix(jac_epoch))
+    # inverse coadd Jacobian times epoch Jacobian, written out for 2x2 (this runs
+    # for every epoch of every object; np.linalg.solve's overhead dominated)
+    a, b = float(jac_coadd["dudrow"]), float(jac_coadd["dudcol"])
+    c, d = float(jac_coadd["dvdrow"]), float(jac_coadd["dvdcol"])
+    det = a * d - b * c
+    if det == 0.0:  # as np.linalg.solve did
+        raise np.linalg.LinAlgError("Singular matrix")
+    inv = np.array([[d, -b], [-c, a]]) / det
+    amat = inv @ _matrix(jac_epoch)
     return map_seg_nb(np.ascontiguousarray(coadd_seg), amat,
                       float(jac_epoch["row0"]), float(jac_epoch["col0"]),
                       float(jac_coadd["row0"]), float(jac_coadd["col0"]),
@@ -101,11 +109,13 @@ def reject_outliers(images: Sequence[np.ndarray], weights: Sequence[np.ndarray],
     for arr in list(images) + list(weights):
         if arr.shape != shape:
             raise ValueError(f"reject_outliers needs same-shape stamps: {arr.shape} != {shape}")
-    med = np.median(np.stack([np.asarray(im, dtype="f8") for im in images]), axis=0)
+    from .regions_nb import outlier_mask_nb
+
+    bad = outlier_mask_nb(np.stack([np.asarray(im, dtype="f8") for im in images]),
+                          np.stack([np.asarray(wt, dtype="f8") for wt in weights]),
+                          float(nsigma), float(A))
     nrej = 0
-    for im, wt in zip(images, weights):
-        w = np.clip(wt, 0.0, None)
-        bad = (w > 0) & (w * (im - med) ** 2 > (nsigma + A * np.abs(med) * np.sqrt(w)) ** 2)
-        wt[bad] = 0
-        nrej += int(bad.sum())
+    for wt, b in zip(weights, bad):
+        wt[b] = 0
+        nrej += int(b.sum())
     return nrej

@@ -28,3 +28,46 @@ def map_seg_nb(coadd_seg: np.ndarray, amat: np.ndarray, erow0: float, ecol0: flo
             cc = min(max(cc, 0), cncol - 1)
             out[r, c] = coadd_seg[rr, cc]
     return out
+
+
+@njit(cache=True)
+def outlier_mask_nb(images: np.ndarray, weights: np.ndarray, nsigma: float,
+                    A: float) -> np.ndarray:  # noqa: N803 - published name
+    """bad[e, r, c]: pixel (r, c) of epoch e deviates from the median over epochs,
+    ``w (im - med)^2 > (nsigma + A |med| sqrt(w))^2`` with w = max(weight, 0) > 0.
+
+    images, weights: (nepoch, nrow, ncol) float64 stacks.
+    """
+    ne, nrow, ncol = images.shape
+    bad = np.zeros((ne, nrow, ncol), dtype=np.bool_)
+    buf = np.empty(ne)
+    half = ne // 2
+    for r in range(nrow):
+        for c in range(ncol):
+            # median by insertion sort of the few epoch values (as np.median:
+            # the mean of the two middle values for an even count)
+            nan = False
+            for e in range(ne):
+                x = images[e, r, c]
+                if np.isnan(x):
+                    nan = True
+                j = e
+                while j > 0 and buf[j - 1] > x:
+                    buf[j] = buf[j - 1]
+                    j -= 1
+                buf[j] = x
+            if nan:
+                continue  # np.median is NaN: no comparison rejects
+            if ne % 2 == 1:
+                med = buf[half]
+            else:
+                med = 0.5 * (buf[half - 1] + buf[half])
+            for e in range(ne):
+                w = weights[e, r, c]
+                if not (w > 0.0):
+                    continue
+                d = images[e, r, c] - med
+                lim = nsigma + A * abs(med) * np.sqrt(w)
+                if w * d * d > lim * lim:
+                    bad[e, r, c] = True
+    return bad

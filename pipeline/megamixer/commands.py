@@ -64,19 +64,25 @@ def cmd_run(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
         print(f"dry run: {len(plan.jobs)} chunk(s) would be submitted with system "
               f"'{conf.system}' ({plan.skipped_done} done, {plan.skipped_active} active)")
         return 0
-    if not plan.jobs:
-        print(f"nothing to submit ({plan.skipped_done} chunk(s) done, "
-              f"{plan.skipped_active} active, {len(plan.skipped_tiles)} tile(s) collated)")
-        return 0
     if args.clobber:
         remove_outputs(layout, recs, plan.jobs)
     t0 = time.monotonic()
-    system.submit(plan.jobs, wait=args.wait)
+    if plan.jobs:
+        system.submit(plan.jobs)
+    watched = plan.jobs + plan.active
+    if args.wait and watched:
+        # chunks queued by an earlier 'run' are waited for too
+        system.wait(watched)
     elapsed = time.monotonic() - t0
-    states = Counter(str(s) for s in system.query(plan.jobs).values())
+    if not plan.jobs and not (args.wait and plan.active):
+        print(f"nothing to submit ({plan.skipped_done} chunk(s) done, "
+              f"{plan.skipped_active} active, {len(plan.skipped_tiles)} tile(s) collated)")
+        return 0
+    states = Counter(str(s) for s in system.query(watched).values())
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    waited = f" (and waited for {plan.skipped_active} already active)" if plan.active else ""
     print(f"submitted {len(plan.jobs)} chunk(s) with system '{conf.system}' "
-          f"in {elapsed:.1f} s: {summary}")
+          f"in {elapsed:.1f} s: {summary}{waited}")
     return 1 if states.get("failed") else 0
 
 

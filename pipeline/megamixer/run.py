@@ -18,8 +18,12 @@ logger = logging.getLogger(__name__)
 class RunPlan:
     jobs: list            # ChunkJob to submit, tiles in order
     skipped_done: int     # chunks with output
-    skipped_active: int   # chunks already queued or running
+    active: list          # ChunkJob already queued or running (not resubmitted)
     skipped_tiles: list   # tiles already collated
+
+    @property
+    def skipped_active(self) -> int:
+        return len(self.active)
 
 
 def check_seed(seed: int | None, recs: list[TileRecord]) -> None:
@@ -38,7 +42,7 @@ def plan_run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], system,
     """Which chunks to submit: those without output that are not queued or running;
     every chunk with ``clobber`` (even of collated tiles)."""
     check_seed(seed, recs)
-    plan = RunPlan([], 0, 0, [])
+    plan = RunPlan([], 0, [], [])
     todo = []
     for rec in recs:
         if not clobber and layout.collated(rec.tile).exists():
@@ -52,7 +56,7 @@ def plan_run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], system,
             has_output = layout.chunk_file(rec.tile, first, last).exists()
             state = chunk_state(states.get(job.name, "unknown"), has_output)
             if state in ("pending", "running"):
-                plan.skipped_active += 1
+                plan.active.append(job)
             elif state == "done" and not clobber:
                 plan.skipped_done += 1
             else:

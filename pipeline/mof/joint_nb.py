@@ -18,7 +18,7 @@ from ..gmix.render_nb import (KIND_BDF, _A, _B, _G1, _G2, _IUU, _IVU, _IVV, _NCO
 import numpy as np
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def model_and_jac(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
                   nrow, ncol, model, J) -> int:
     """model[npix] = member model on the stamp; J[npix, nshape+1] its derivatives
@@ -96,7 +96,7 @@ def model_and_jac(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
     return touched
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def stamp_normal(x, npar, kind, pvals, fvals, nshape, ndisk, band, jac, img, sqw, nrow, ncol,
                  dk, dv, du, psf_all, pstart, pcount, JtJ, Jtr, want_jac) -> float:
     """chi2 of one stamp under the sum of the drawn members; adds the stamp's

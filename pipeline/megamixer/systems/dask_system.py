@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import subprocess
 import uuid
 from typing import Any, Iterator, Mapping, Sequence
@@ -53,6 +54,7 @@ class DaskSystem(BatchSystem):
         self.cluster_options = dict(cluster_options or {})
         self._futures: dict[str, Any] = {}
         self.connect_timeout = "20s"
+        self.log_directory = tempfile.gettempdir()  # set to the run tree on submit
 
     def submit_command(self, job: ChunkJob) -> SubmitCommand:
         return SubmitCommand(["bash", str(self.script_path(job))], cwd=str(job.path))
@@ -103,6 +105,8 @@ class DaskSystem(BatchSystem):
             opts["queue"] = self.queue
         if self.interface:
             opts["interface"] = self.interface
+        # worker jobs' SLURM logs go to the run tree, not the submitting directory
+        opts["log_directory"] = self.log_directory
         opts.update(self.cluster_options)
         cluster = SLURMCluster(**opts)
         cluster.scale(jobs=self.workers)
@@ -115,6 +119,7 @@ class DaskSystem(BatchSystem):
                 log.info("would run %s on dask (%s)", self.submit_command(job), where)
             return [self.record(j, None, self.submit_command(j), self.script_path(j))
                     for j in jobs]
+        self.log_directory = os.path.join(jobs[0].run_dir, "dask-logs")
         # connect first: a cluster that cannot be reached leaves the chunks unsubmitted
         with self.client() as client:
             records = []
