@@ -18,7 +18,7 @@ setup(
     ],
     extras_require={
         "dask": ["dask>=2023.1", "distributed>=2023.1", "dask-jobqueue>=0.8"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1"],
     },
     entry_points={
         "console_scripts": [

@@ -42,6 +42,8 @@ def test_lone_object_and_segid_fallback():
     assert object_segid(SEG, 2.0, 1.0) == 0
     assert object_segid(SEG, 2.0, 1.0, number=2) == 2
     assert object_segid(SEG, 2.0, 1.0, number=9) == 0
+    # close blend: the centre pixel belongs to the neighbour, the object keeps its region
+    assert object_segid(SEG, 1.6, 0.9, number=2) == 2
 
 
 def test_epoch_mapping_through_jacobians():

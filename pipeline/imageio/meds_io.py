@@ -240,11 +240,9 @@ class MedsImageIO(ImageIO):
             noise = PSF_REL_NOISE * peak if peak > 0 else 1.0
             psf_obs = Observation(psf_im, weight=np.full(psf_im.shape, 1.0 / noise ** 2),
                                   jacobian=pjac)
-        if m.has_cutout_type("seg"):
-            meta["seg"] = m.get_cutout(index, icut, type="seg")
-            if self.conf.get("model_nbrs"):
-                # MOF masks failed neighbours by their coadd seg pixels on every epoch
-                meta["coadd_seg"] = self._coadd_seg_on(m, index, icut, image.shape)
+        if self.conf.get("model_nbrs") and m.has_cutout_type("seg"):
+            # MOF masks failed neighbours by their coadd seg pixels on every epoch
+            meta["coadd_seg"] = self._coadd_seg_on(m, index, icut, image.shape)
         return Observation(image, weight=weight, jacobian=jac, psf=psf_obs, meta=meta)
 
     @staticmethod

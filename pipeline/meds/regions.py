@@ -23,19 +23,19 @@ def _matrix(jac: Jacobian) -> np.ndarray:
 
 def object_segid(coadd_seg: np.ndarray, row0: float, col0: float,
                  number: int | None = None) -> int:
-    """Seg id of the object: the coadd seg at the truncated stamp centre.
+    """Seg id of the object: its ``number`` when that appears in the coadd seg
+    stamp, else the coadd seg at the truncated stamp centre.
 
-    If that pixel is sky (0) but the object's ``number`` appears in the stamp,
-    use ``number`` instead: otherwise every pixel of the object itself would
-    count as "another object" and lose its weight.
+    ``number`` is the object's segmentation id by definition; the centre pixel
+    can belong to a neighbour in a close blend, and taking it would hand the
+    object's region to the neighbour.
     """
+    if number is not None and np.any(coadd_seg == number):
+        return int(number)
     nrow, ncol = coadd_seg.shape
     r = min(max(int(row0), 0), nrow - 1)
     c = min(max(int(col0), 0), ncol - 1)
-    segid = int(coadd_seg[r, c])
-    if segid == 0 and number is not None and np.any(coadd_seg == number):
-        segid = int(number)
-    return segid
+    return int(coadd_seg[r, c])
 
 
 def map_coadd_seg(coadd_seg: np.ndarray, jac_coadd: Jacobian | None,
