@@ -1,7 +1,7 @@
 """Benchmark: time per object of MOF (joint, iterate) vs single-object fits on a
 simulated blended tile, plus flux accuracy of bright blended galaxies.
 
-    python bench/mof.py [--nobj 300] [--workdir DIR]
+    python bench/mof.py [--nobj 300] [--workdir DIR] [--nbrs-nobj 100000]
 
 Prints one line per method: CPU seconds per object (sum of time_last_fit, which
 the driver measures per group / members) and the median |dflux/flux| of blended
@@ -57,6 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nobj", type=int, default=300)
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--nbrs-nobj", type=int, default=100_000,
+                        help="objects for the neighbour/FoF build benchmark (0: skip)")
     args = parser.parse_args()
     d = args.workdir or tempfile.mkdtemp(prefix="bench-mof-")
     os.makedirs(d, exist_ok=True)
@@ -91,6 +93,11 @@ def main() -> None:
         err, n = accuracy(out, truth)
         print(f"{label:24s} {1e3 * per_obj:7.1f} ms/object (fit), {wall:6.1f} s wall; "
               f"median |dflux/flux| of {n} bright blended galaxies {err:.3f}")
+    if args.nbrs_nobj:
+        print(f"neighbour and FoF build on {args.nbrs_nobj} synthetic objects (bench/nbrs.py):",
+              flush=True)
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "nbrs.py"),
+                        "--nobj", str(args.nbrs_nobj)], check=True)
 
 
 if __name__ == "__main__":

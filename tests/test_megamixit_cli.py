@@ -321,3 +321,11 @@ def test_cli_overrides_extra_cmds_and_seed(tmp_path, capsys):
     assert mmx("run", inp["run_config"], inp["tiles"], "--seed", 7, "--dry-run") == 0
     assert mmx("run", inp["run_config"], inp["tiles"], "--seed", 8, "--dry-run") == 2
     assert "tile T1 was set up with seed 7, not 8" in capsys.readouterr().err
+    # 'run' rewrites the scripts from chunk_jobs: without a new --extra-cmds the
+    # setup's lines must survive
+    from pipeline.megamixer.jobs import chunk_jobs
+    from pipeline.megamixer.runconfig import load_run_config
+    from pipeline.megamixer.tilerecord import TileRecord
+    rec = TileRecord.load(layout.tile_record("T1"))
+    jobs = chunk_jobs(rec, layout, load_run_config(inp["run_config"]))
+    assert jobs[0].extra_cmds == ["source /opt/venv/bin/activate", "export OMP_NUM_THREADS=1"]

@@ -19,6 +19,9 @@ def chunk_jobs(rec: TileRecord, layout: RunLayout, conf: RunConfig,
     from .systems import ChunkJob
     if ranges is None:
         ranges = [(int(a), int(b)) for a, b in rec.ranges]
+    # lines given at setup (e.g. --extra-cmds) stay in the scripts that 'run'
+    # rewrites, unless the run config or command line gives new ones
+    extra_cmds = list(conf.extra_cmds) or list(rec.extra.get("extra_cmds", []))
     jobs = []
     for first, last in ranges:
         jobs.append(ChunkJob(
@@ -31,7 +34,7 @@ def chunk_jobs(rec: TileRecord, layout: RunLayout, conf: RunConfig,
             mem=conf.mem,
             queue=conf.queue,
             cpus=1,
-            extra_cmds=list(conf.extra_cmds),
+            extra_cmds=extra_cmds,
             env={},
         ))
     return jobs

@@ -118,7 +118,8 @@ def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, system,
         meds=[portable_path(m, layout.run_dir) for m in tile.meds],
         seed=int(conf.seed), nobj=nobj, ngroups=int(sizes.size),
         chunks=[[int(a), int(b), int(n)] for (a, b), n in zip(ranges, nper)],
-        fof_file=fof_file, nbrs_file=nbrs_file)
+        fof_file=fof_file, nbrs_file=nbrs_file,
+        extra={"extra_cmds": list(conf.extra_cmds)})
     for job in chunk_jobs(rec, layout, conf):
         (layout.run_dir / job.chunk_dir).mkdir(parents=True, exist_ok=True)
         system.write_script(job)
