@@ -111,6 +111,11 @@ def test_cutouts_mosaic_and_lists(tmp_path, compress):
             for k, stamp in enumerate(lst):
                 np.testing.assert_array_equal(stamp, _truth(i, k, box))
                 np.testing.assert_array_equal(mosaic[k * box:(k + 1) * box], stamp)
+            picks = list(range(obj["ncutout"][i]))[::-1]
+            stack = m.get_cutout_stack(i, picks)
+            assert stack.shape == (len(picks), box, box)
+            for stamp, k in zip(stack, picks):
+                np.testing.assert_array_equal(stamp, _truth(i, k, box))
         assert m.get_mosaic(2).shape == (0, 4) and m.get_cutout_list(2) == []
 
 

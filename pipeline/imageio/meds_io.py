@@ -149,69 +149,64 @@ class MedsImageIO(ImageIO):
         return m.get_cutout(index, icut, type="weight")
 
     def _band_observations(self, m: MEDS, band: int, obj: FitObject):
-        """Build the band's ObsList; returns (obslist, epoch rows, ntot, nmasked, npix)."""
+        """Build the band's ObsList; returns (obslist, epoch rows, ntot, nmasked, npix).
+
+        An object's stamps share one box size, so the band's cutouts are handled
+        as one stacked array: the per-pixel masks cost one numpy call per band.
+        """
         conf = self.conf
         index = obj.index
         info = self._image_info[band]
-        cutouts = self._wanted_cutouts(m, index)
+        cutouts = np.asarray(self._wanted_cutouts(m, index), dtype=np.int64)
         ntot = len(cutouts)
-        images, weights, raws, kept = [], [], [], []
+        file_ids = np.asarray(m["file_id"][index], dtype=np.int64)[cutouts]
+        if conf["image_flags2check"] and ntot:
+            keep = (info["image_flags"][file_ids] & conf["image_flags2check"]) == 0
+            cutouts, file_ids = cutouts[keep], file_ids[keep]
+        if len(cutouts) == 0:
+            return ObsList(), [], ntot, 0, 0
+        scale = (np.asarray(info["scale"][file_ids], dtype="f8") if "scale" in info.dtype.names
+                 else np.ones(len(cutouts)))
+        scale[~(np.isfinite(scale) & (scale > 0))] = 1.0
+        scale = scale[:, None, None]
+        images = m.get_cutout_stack(index, cutouts, "image").astype("f8") * scale
         # The raw weight (with pixel masks) judges an epoch's usability: pixels a
         # region hands to neighbours are not missing data. MOF also fits with it
         # after its first sweeps.
+        raw = m.get_cutout_stack(index, cutouts, "weight").astype("f8") / scale ** 2
         keep_raw = conf["region"] != "weight"
-        for icut in cutouts:
-            file_id = int(m["file_id"][index, icut])
-            if conf["image_flags2check"] and int(info["image_flags"][file_id]) & conf["image_flags2check"]:
-                continue
-            scale = float(info["scale"][file_id]) if "scale" in info.dtype.names else 1.0
-            if not np.isfinite(scale) or scale <= 0:
-                scale = 1.0
-            image = m.get_cutout(index, icut, type="image").astype("f8") * scale
-            weight = self._weight(m, index, icut).astype("f8") / scale ** 2
-            # MOF switches to the raw weight after its first sweeps: keep it,
-            # with the same pixel masks, beside the region weight
-            raw = (m.get_cutout(index, icut, type="weight").astype("f8") / scale ** 2
-                   if keep_raw else weight)
-            if m.has_cutout_type("bmask"):
-                bmask = m.get_cutout(index, icut, type="bmask")
-                bad = (bmask & conf["bmask_flags2check"]) != 0
-                weight[bad] = 0.0
-                raw[bad] = 0.0
-            for wt in (weight, raw):
-                wt[wt < conf["min_weight"]] = 0.0
-                wt[~np.isfinite(image)] = 0.0
-            images.append(image)
-            weights.append(weight)
-            raws.append(raw)
-            kept.append(icut)
+        weights = (np.stack([self._weight(m, index, int(c)) for c in cutouts]).astype("f8")
+                   / scale ** 2 if keep_raw else raw)
+        bad = ~np.isfinite(images) | (raw < conf["min_weight"])
+        if m.has_cutout_type("bmask"):
+            bad |= (m.get_cutout_stack(index, cutouts, "bmask") & conf["bmask_flags2check"]) != 0
+        raw[bad] = 0.0
+        if keep_raw:
+            weights[bad | (weights < conf["min_weight"])] = 0.0
 
-        if conf["reject_outliers"] and len(images) >= 3:
-            reject_outliers(images, weights)
+        if conf["reject_outliers"] and len(cutouts) >= 3:
+            reject_outliers(list(images), list(weights))
             if keep_raw:
-                reject_outliers(images, raws)
+                reject_outliers(list(images), list(raw))
 
+        zero = raw <= 0
+        nzero = zero.sum(axis=(1, 2))
+        usable = nzero <= conf["max_zero_weight_frac"] * zero[0].size
+        npos = (weights > 0).sum(axis=(1, 2))
+        wsum = weights.sum(axis=(1, 2))
+        wmax = weights.max(axis=(1, 2))
         obslist = ObsList()
         rows = []
-        nmasked = npix = 0
-        for icut, image, weight, raw in zip(kept, images, weights, raws):
-            zero_frac = float(np.mean(raw <= 0))
-            nmasked += int(np.sum(raw <= 0))
-            npix += weight.size
-            if zero_frac > conf["max_zero_weight_frac"]:
-                continue
-            obs = self._make_obs(m, index, icut, image, weight, band)
-            if obs is None:
-                continue
+        for k in np.flatnonzero(usable):
+            icut = int(cutouts[k])
+            obs = self._make_obs(m, index, icut, images[k], weights[k], band)
             if keep_raw:
-                obs.meta["weight_raw"] = raw
+                obs.meta["weight_raw"] = raw[k]
             obslist.append(obs)
-            jac = obs.jacobian
             rows.append((obj.id, obj.number, band, icut, m["orig_row"][index, icut],
-                         m["orig_col"][index, icut], m["file_id"][index, icut],
-                         jac.get_scale(), int(np.sum(weight > 0)), float(weight.sum()),
-                         float(weight.max())))
-        return obslist, rows, ntot, nmasked, npix
+                         m["orig_col"][index, icut], file_ids[k], obs.jacobian.get_scale(),
+                         int(npos[k]), float(wsum[k]), float(wmax[k])))
+        return obslist, rows, ntot, int(nzero.sum()), int(zero.size)
 
     @staticmethod
     def _psf_center(m: MEDS, index: int, icut: int, shape: tuple) -> tuple[float, float]:
@@ -221,7 +216,7 @@ class MedsImageIO(ImageIO):
         return (shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0
 
     def _make_obs(self, m: MEDS, index: int, icut: int, image: np.ndarray,
-                  weight: np.ndarray, band: int) -> Observation | None:
+                  weight: np.ndarray, band: int) -> Observation:
         jd = m.get_jacobian(index, icut)
         jac = Jacobian(row=jd["row0"], col=jd["col0"], dudrow=jd["dudrow"],
                        dudcol=jd["dudcol"], dvdrow=jd["dvdrow"], dvdcol=jd["dvdcol"])

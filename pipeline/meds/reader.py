@@ -9,7 +9,7 @@ never by the file.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import fitsio
 import numpy as np
@@ -306,6 +306,19 @@ class MEDS:
         mosaic = self.get_mosaic(iobj, type)
         box = int(self._box[iobj])
         return [mosaic[i * box:(i + 1) * box] for i in range(int(self._ncut[iobj]))]
+
+    def get_cutout_stack(self, iobj: int, icuts: Sequence[int],
+                         type: str = "image") -> np.ndarray:  # noqa: A002
+        """Cutouts ``icuts`` of one object as a new ``(len(icuts), box, box)`` array."""
+        iobj = self._check_obj(iobj)
+        icuts = [self._check_cut(iobj, int(i))[1] for i in icuts]
+        cutout_type = self._check_type(type)
+        box = int(self._box[iobj])
+        flat = self._object_stamps(iobj, cutout_type)
+        if flat is not None:
+            return flat.reshape(-1, box, box)[icuts]
+        return np.stack([self.get_cutout(iobj, i, cutout_type) for i in icuts]) if icuts \
+            else np.zeros((0, box, box))
 
     # ------------------------------------------------------------------- psf
     def _psf_shape(self, iobj: int, icut: int) -> tuple[int, int]:
