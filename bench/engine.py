@@ -17,18 +17,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pipeline.gmix import DiagonalJacobian, GMixModel, Observation, fit_model  # noqa: E402
+from pipeline.gmix import (DiagonalJacobian, GMixModel, Observation, fit_model,  # noqa: E402
+                           fit_psf, metacal)
 from pipeline.gmix import render_nb  # noqa: E402
 from tests.test_gmix_fit import PSF_BETA, PSF_FWHM, SCALE, psf_observation, sim_exp  # noqa: E402
 
-try:
-    from pipeline.gmix.psf import fit_psf
-except ImportError:
-    fit_psf = None
-try:
-    from pipeline.gmix.metacal import metacal
-except ImportError:
-    metacal = None
 
 
 def timeit(fn, items):
@@ -73,15 +66,10 @@ def main(argv=None):
     fit_model(psf_items[0], "coellip3", rng=rng)
     print(f"{args.nobj} objects, 48x48, S/N 50, exp * Moffat(beta={PSF_BETA}, fwhm={PSF_FWHM})")
 
-    if fit_psf is not None:
-        for model in ["admom", "coellip3", "em3"]:
-            fit_psf(psf_items[0], model, rng=rng)
-            t, res = timeit(lambda o: fit_psf(o, model, rng=rng), psf_items)
-            report(f"psf {model}", t, ok=[r["flags"] == 0 for r in res])
-    else:
-        print("psf fits: pipeline.gmix.psf.fit_psf not available (skipped); coellip3 via fit_model:")
-        t, res = timeit(lambda o: fit_model(o, "coellip3", rng=rng), psf_items)
-        report("psf coellip3 (LM)", t, ok=[r["flags"] == 0 for r in res])
+    for model in ["admom", "coellip3", "em3"]:
+        fit_psf(psf_items[0], model, rng=rng)
+        t, res = timeit(lambda o: fit_psf(o, model, rng=rng), psf_items)
+        report(f"psf {model}", t, ok=[r["flags"] == 0 for r in res])
 
     t, res = timeit(lambda o: fit_model(o, "exp", rng=rng), obs_items)
     report("exp fit", t, ok=[r["flags"] == 0 for r in res])
@@ -89,12 +77,9 @@ def main(argv=None):
     t, res = timeit(lambda o: fit_model(o, "bdf", rng=rng), obs_items)
     report("bdf fit", t, ok=[r["flags"] == 0 for r in res])
 
-    if metacal is not None:
-        metacal(obs_items[0], model="gauss", psf="fitgauss", rng=rng)
-        t, res = timeit(lambda o: metacal(o, model="gauss", psf="fitgauss", rng=rng), obs_items)
-        report("metacal 5 types gauss", t, ok=[getattr(r, "flags", 1) == 0 for r in res])
-    else:
-        print("metacal: pipeline.gmix.metacal.metacal not available (skipped)")
+    metacal(obs_items[0], model="gauss", psf="fitgauss", rng=rng)
+    t, res = timeit(lambda o: metacal(o, model="gauss", psf="fitgauss", rng=rng), obs_items)
+    report("metacal 5 types gauss", t, ok=[getattr(r, "flags", 1) == 0 for r in res])
 
     gal = GMixModel([0.1, -0.2, 0.2, -0.1, 0.9, 100.0], "exp")
     psf = GMixModel([0, 0, 0.0, 0.05, 0.3, 0.6, 1.2, 0.5, 0.3, 0.2], "coellip3")

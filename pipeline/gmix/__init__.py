@@ -9,11 +9,5 @@ from .priors import (CenPrior, FlatPrior, GaussPrior, GPriorBA, JointPrior, LogN
                      TwoSidedErf, make_priors)
 from .template import fit_psf_flux
 
-try:  # PSF fitting and metacal live in modules of the PSF/metacal helper
-    from .psf import fit_psf
-except ImportError:  # pragma: no cover - until those modules exist
-    pass
-try:
-    from .metacal import metacal
-except ImportError:  # pragma: no cover
-    pass
+from .psf import fit_psf, fit_psfs
+from .metacal import make_metacal_obs, metacal
