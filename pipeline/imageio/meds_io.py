@@ -13,7 +13,8 @@ from ..gmix import flags as F
 from ..gmix.jacobian import Jacobian
 from ..gmix.observation import MultiBandObsList, Observation, ObsList
 from ..meds import MEDS
-from ..meds.regions import map_coadd_seg, reject_outliers
+from ..meds import regions
+from ..meds.regions import map_coadd_seg, outlier_mask
 from .base import EPOCH_DTYPE, FitObject, ImageIO
 from .groups import groups_from_fofs
 
@@ -140,13 +141,26 @@ class MedsImageIO(ImageIO):
         last = ncut if self.conf["fit_me_galaxy"] else min(ncut, 1)
         return list(range(first, last))
 
-    def _weight(self, m: MEDS, index: int, icut: int) -> np.ndarray:
+    def _region_weights(self, m: MEDS, index: int, cutouts: np.ndarray,
+                        raw: np.ndarray) -> np.ndarray:
+        """The configured weight region of each cutout, from the (scaled) raw weights.
+
+        The coadd seg stamp, the object's seg id and the coadd Jacobian are the
+        same for every epoch, so they are looked up once per object and band.
+        """
         region = self.conf["region"]
-        if region in ("uberseg", "cweight-nearest") and m.has_cutout_type("seg"):
-            return m.get_uberseg(index, icut)
-        if region == "cweight" and m.has_cutout_type("seg"):
-            return m.get_cweight_cutout(index, icut)
-        return m.get_cutout(index, icut, type="weight")
+        func = {"uberseg": regions.uberseg, "cweight-nearest": regions.uberseg,
+                "cweight": regions.cweight}.get(region)
+        if func is None or not m.has_cutout_type("seg") or int(m["file_id"][index, 0]) != 0:
+            return raw.copy()
+        coadd_seg = m.get_cutout(index, 0, type="seg")
+        jac_coadd = m.get_jacobian(index, 0)
+        segid = regions.object_segid(coadd_seg, jac_coadd["row0"], jac_coadd["col0"],
+                                     int(self._numbers[index]))
+        return np.stack([
+            func(raw[k], coadd_seg, segid, jac_coadd=jac_coadd,
+                 jac_epoch=m.get_jacobian(index, int(icut)) if icut > 0 else None)
+            for k, icut in enumerate(cutouts)])
 
     def _band_observations(self, m: MEDS, band: int, obj: FitObject):
         """Build the band's ObsList; returns (obslist, epoch rows, ntot, nmasked, npix).
@@ -175,8 +189,7 @@ class MedsImageIO(ImageIO):
         # after its first sweeps.
         raw = m.get_cutout_stack(index, cutouts, "weight").astype("f8") / scale ** 2
         keep_raw = conf["region"] != "weight"
-        weights = (np.stack([self._weight(m, index, int(c)) for c in cutouts]).astype("f8")
-                   / scale ** 2 if keep_raw else raw)
+        weights = self._region_weights(m, index, cutouts, raw) if keep_raw else raw
         bad = ~np.isfinite(images) | (raw < conf["min_weight"])
         if m.has_cutout_type("bmask"):
             bad |= (m.get_cutout_stack(index, cutouts, "bmask") & conf["bmask_flags2check"]) != 0
@@ -185,9 +198,11 @@ class MedsImageIO(ImageIO):
             weights[bad | (weights < conf["min_weight"])] = 0.0
 
         if conf["reject_outliers"] and len(cutouts) >= 3:
-            reject_outliers(list(images), list(weights))
-            if keep_raw:
-                reject_outliers(list(images), list(raw))
+            # judged with the raw weight, so the test sees every epoch's pixels of the
+            # neighbours too, and applied to both weights
+            outliers = outlier_mask(images, raw)
+            raw[outliers] = 0.0
+            weights[outliers] = 0.0
 
         zero = raw <= 0
         nzero = zero.sum(axis=(1, 2))

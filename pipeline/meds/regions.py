@@ -109,13 +109,21 @@ def reject_outliers(images: Sequence[np.ndarray], weights: Sequence[np.ndarray],
     for arr in list(images) + list(weights):
         if arr.shape != shape:
             raise ValueError(f"reject_outliers needs same-shape stamps: {arr.shape} != {shape}")
-    from .regions_nb import outlier_mask_nb
-
-    bad = outlier_mask_nb(np.stack([np.asarray(im, dtype="f8") for im in images]),
-                          np.stack([np.asarray(wt, dtype="f8") for wt in weights]),
-                          float(nsigma), float(A))
+    bad = outlier_mask(np.stack([np.asarray(im, dtype="f8") for im in images]),
+                       np.stack([np.asarray(wt, dtype="f8") for wt in weights]), nsigma, A)
     nrej = 0
     for wt, b in zip(weights, bad):
         wt[b] = 0
         nrej += int(b.sum())
     return nrej
+
+
+def outlier_mask(images: np.ndarray, weights: np.ndarray, nsigma: float = 5.0,
+                 A: float = 0.3) -> np.ndarray:  # noqa: N803 - published name
+    """Boolean ``(nepoch, nrow, ncol)`` mask of the pixels ``reject_outliers`` zeroes,
+    for float64 stacks of same-shape epochs (all False with fewer than 3)."""
+    if len(images) < 3:
+        return np.zeros(images.shape, dtype=bool)
+    from .regions_nb import outlier_mask_nb
+
+    return outlier_mask_nb(images, weights, float(nsigma), float(A))
