@@ -392,7 +392,24 @@ class BatchSystem:
     array_first_index: ClassVar[int] = 0
 
     def array_values(self, jobs: Sequence[ChunkJob], stem: str) -> dict[str, str | None]:
-        raise NotImplementedError
+        """Placeholders of the array template (subclasses add naming and logs)."""
+        return self.array_resources(jobs)
+
+    def array_resources(self, jobs: Sequence[ChunkJob]) -> dict[str, str | None]:
+        """One array's resources: the largest of its jobs'; a single queue."""
+        walls = [w for w in (self.job_walltime(j) for j in jobs) if w]
+        mems = [m for m in (self.job_mem(j) for j in jobs) if m]
+        queues = {self.job_queue(j) for j in jobs}
+        if len(queues) > 1:
+            raise PipelineError(f"{jobs[0].name}: one job array cannot use several "
+                                f"queues ({', '.join(sorted(map(str, queues)))})")
+        return {
+            "script": self.script_name,
+            "walltime": self.format_walltime(max(walls)) if walls else None,
+            "mem": self.format_mem(max(mems)) if mems else None,
+            "queue": queues.pop(),
+            "cpus": str(max(self.job_cpus(j) for j in jobs)),
+        }
 
     def parse_submit(self, stdout: str) -> str:
         """The job id in the submit command's output."""

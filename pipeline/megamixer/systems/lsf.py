@@ -118,22 +118,9 @@ class LsfSystem(BatchSystem):
         return records
 
     def array_values(self, jobs: Sequence[ChunkJob], stem: str) -> dict[str, str | None]:
-        walls = [w for w in (self.job_walltime(j) for j in jobs) if w]
-        mems = [m for m in (self.job_mem(j) for j in jobs) if m]
-        queues = {self.job_queue(j) for j in jobs}
-        if len(queues) > 1:
-            raise PipelineError(f"{jobs[0].name}: one job array cannot use several "
-                                f"queues ({', '.join(sorted(map(str, queues)))})")
-        return {
-            "name": f"{array_name(jobs)}[1-{len(jobs)}]",
-            "sched_log": f"{stem}.%I.lsf.log",
-            "index": f"{stem}.txt",
-            "script": self.script_name,
-            "walltime": self.format_walltime(max(walls)) if walls else None,
-            "mem": self.format_mem(max(mems)) if mems else None,
-            "queue": queues.pop(),
-            "cpus": str(max(self.job_cpus(j) for j in jobs)),
-        }
+        return {"name": f"{array_name(jobs)}[1-{len(jobs)}]",
+                "sched_log": f"{stem}.%I.lsf.log", "index": f"{stem}.txt",
+                **self.array_resources(jobs)}
 
     def parse_submit(self, stdout: str) -> str:
         return parse_bsub(stdout)

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 from ...errors import PipelineError
 from .base import (BatchSystem, ChunkJob, JobState, SubmitCommand, SubmitRecord,
-                   array_name, group_by_parent, hms, read_submit_record,
+                   array_name, group_by_parent, read_submit_record,
                    run_command, write_submit_record)
 
 log = logging.getLogger(__name__)
@@ -116,23 +116,9 @@ class SlurmSystem(BatchSystem):
 
     def array_values(self, jobs: Sequence[ChunkJob], stem: str) -> dict[str, str | None]:
         """Placeholders of the array template; resources are the largest of the jobs'."""
-        walls = [w for w in (self.job_walltime(j) for j in jobs) if w]
-        mems = [m for m in (self.job_mem(j) for j in jobs) if m]
-        queues = {self.job_queue(j) for j in jobs}
-        if len(queues) > 1:
-            raise PipelineError(f"{jobs[0].name}: one job array cannot use several "
-                                f"queues ({', '.join(sorted(map(str, queues)))})")
-        return {
-            "name": array_name(jobs),
-            "log": f"{stem}-%a.log",
-            "array": f"0-{len(jobs) - 1}",
-            "index": f"{stem}.txt",
-            "script": self.script_name,
-            "walltime": hms(max(walls)) if walls else None,
-            "mem": self.format_mem(max(mems)) if mems else None,
-            "queue": queues.pop(),
-            "cpus": str(max(self.job_cpus(j) for j in jobs)),
-        }
+        return {"name": array_name(jobs), "log": f"{stem}-%a.log",
+                "array": f"0-{len(jobs) - 1}", "index": f"{stem}.txt",
+                **self.array_resources(jobs)}
 
     def parse_submit(self, stdout: str) -> str:
         return parse_sbatch(stdout)
