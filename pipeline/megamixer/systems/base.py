@@ -523,6 +523,57 @@ class BatchSystem:
             delay = min(poll, delay * 1.5)
 
 
+class QueueSystem(BatchSystem):
+    """A scheduler driven by commands (SLURM, LSF): one batched status query for
+    all jobs, one cancel call. Subclasses give the commands and parse the output."""
+
+    def query_command(self, job_ids: Sequence[str]) -> list[str]:
+        raise NotImplementedError
+
+    def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
+        raise NotImplementedError
+
+    def parse_query(self, proc: subprocess.CompletedProcess,
+                    job_ids: list[str]) -> dict[str, JobState | None] | None:
+        """Job id -> state (None: unknown) from the query's output; None if the
+        scheduler failed."""
+        raise NotImplementedError
+
+    def _scheduler_states(self, jobs: list[ChunkJob],
+                          records: Mapping[str, SubmitRecord | None]
+                          ) -> dict[str, JobState | None]:
+        wanted = {j.name: records[j.name] for j in jobs
+                  if records[j.name] is not None and records[j.name].job_id}
+        if not wanted:
+            return {}
+        # an array's id lists all its elements: one entry per array
+        ids = sorted({r.array_job_id or r.job_id for r in wanted.values()})
+        cmd = self.query_command(ids)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            log.warning("%s failed: %s", cmd[0], err)
+            return {}
+        seen = self.parse_query(proc, [r.job_id for r in wanted.values()])
+        if seen is None:
+            log.warning("%s failed: %s", cmd[0], proc.stderr.strip())
+            return {}  # scheduler unreachable: states stay UNKNOWN unless files tell
+        # a job the scheduler no longer knows has finished and been purged
+        return {name: seen[rec.job_id] if rec.job_id in seen else JobState.DONE
+                for name, rec in wanted.items()}
+
+    def cancel(self, jobs: Sequence[ChunkJob]) -> None:
+        """Cancel the jobs' ids (array elements individually) in one call."""
+        ids = []
+        for job in jobs:
+            rec = read_submit_record(job)
+            if rec is not None and rec.system == self.name and rec.job_id:
+                ids.append(rec.job_id)
+        if ids:
+            cmd = self.cancel_command(ids)
+            run_command(SubmitCommand(cmd, cwd=os.getcwd()), cmd[0])
+
+
 def _check_unique(jobs: Iterable[ChunkJob]) -> None:
     seen: set[str] = set()
     for job in jobs:

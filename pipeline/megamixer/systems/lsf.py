@@ -11,13 +11,12 @@ import logging
 import math
 import os
 import re
-import subprocess
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from ...errors import PipelineError
-from .base import (BatchSystem, ChunkJob, JobState, SubmitCommand, SubmitRecord,
-                   array_name, group_by_parent, read_submit_record,
+from .base import (ChunkJob, JobState, QueueSystem, SubmitCommand, SubmitRecord,
+                   array_name, group_by_parent,
                    run_command, write_submit_record)
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ def parse_bjobs(stdout: str) -> dict[str, str]:
     return out
 
 
-class LsfSystem(BatchSystem):
+class LsfSystem(QueueSystem):
     """LSF adapter; ``array=True`` submits one job array per tile."""
 
     name = "lsf"
@@ -129,36 +128,11 @@ class LsfSystem(BatchSystem):
         return f"{array_id}[{index}]"
 
     # ---- status
-    def _scheduler_states(self, jobs: list[ChunkJob],
-                          records: Mapping[str, SubmitRecord | None]
-                          ) -> dict[str, JobState | None]:
-        wanted = {j.name: records[j.name] for j in jobs
-                  if records[j.name] is not None and records[j.name].job_id}
-        if not wanted:
-            return {}
-        ids = sorted({r.array_job_id or r.job_id for r in wanted.values()})
-        try:
-            proc = subprocess.run(self.query_command(ids), capture_output=True, text=True,
-                                  timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            log.warning("bjobs failed: %s", err)
-            return {}
+    def parse_query(self, proc, job_ids):
         seen = parse_bjobs(proc.stdout)
         if not seen and proc.returncode != 0 and "not found" not in proc.stderr:
-            log.warning("bjobs failed: %s", proc.stderr.strip())
-            return {}
-        out: dict[str, JobState | None] = {}
-        for name, rec in wanted.items():
-            stat = seen.get(rec.job_id)
-            # forgotten by LSF (older than CLEAN_PERIOD): it has finished
-            out[name] = lsf_state(stat) if stat else JobState.DONE
-        return out
-
-    def cancel(self, jobs: Sequence[ChunkJob]) -> None:
-        ids = []
-        for job in jobs:
-            rec = read_submit_record(job)
-            if rec is not None and rec.system == self.name and rec.job_id:
-                ids.append(rec.job_id)
-        if ids:
-            run_command(SubmitCommand(self.cancel_command(ids), cwd=os.getcwd()), "bkill")
+            return None
+        # UNKWN stays None (unknown); a job LSF has forgotten (older than
+        # CLEAN_PERIOD) is absent and counts as finished
+        return {job_id: lsf_state(stat) if stat else JobState.DONE
+                for job_id, stat in seen.items()}

@@ -13,11 +13,11 @@ import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from ...errors import PipelineError
-from .base import (BatchSystem, ChunkJob, JobState, SubmitCommand, SubmitRecord,
-                   array_name, group_by_parent, read_submit_record,
+from .base import (ChunkJob, JobState, QueueSystem, SubmitCommand, SubmitRecord,
+                   array_name, group_by_parent,
                    run_command, write_submit_record)
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def parse_squeue(stdout: str) -> dict[str, str]:
     return out
 
 
-class SlurmSystem(BatchSystem):
+class SlurmSystem(QueueSystem):
     """SLURM adapter; ``array=True`` submits one job array per tile."""
 
     name = "slurm"
@@ -127,37 +127,15 @@ class SlurmSystem(BatchSystem):
         return f"{array_id}_{index}"
 
     # ---- status
-    def _scheduler_states(self, jobs: list[ChunkJob],
-                          records: Mapping[str, SubmitRecord | None]
-                          ) -> dict[str, JobState | None]:
-        wanted = {}
-        for job in jobs:
-            rec = records[job.name]
-            if rec is not None and rec.job_id:
-                wanted[job.name] = rec
-        if not wanted:
-            return {}
-        # the array's id lists all its tasks with -r: one entry per array
-        ids = sorted({r.array_job_id or r.job_id for r in wanted.values()})
-        try:
-            proc = subprocess.run(self.query_command(ids), capture_output=True, text=True,
-                                  timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            log.warning("squeue failed: %s", err)
-            return {}
+    def parse_query(self, proc, job_ids):
         if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
-            log.warning("squeue failed: %s", proc.stderr.strip())
-            return {}  # scheduler unreachable: states stay UNKNOWN unless files tell
+            return None
         seen = parse_squeue(proc.stdout)
-        missing = [r.job_id for r in wanted.values() if r.job_id not in seen]
+        missing = [j for j in job_ids if j not in seen]
         if missing:
             seen.update(self._sacct(missing))
-        out: dict[str, JobState | None] = {}
-        for name, rec in wanted.items():
-            state = seen.get(rec.job_id)
-            # unknown to the scheduler: it has finished and been purged
-            out[name] = slurm_state(state) if state else JobState.DONE
-        return out
+        return {job_id: slurm_state(state) if state else JobState.DONE
+                for job_id, state in seen.items()}
 
     def _sacct(self, job_ids: list[str]) -> dict[str, str]:
         """States from accounting for jobs squeue has forgotten ({} without slurmdbd)."""
@@ -171,12 +149,3 @@ class SlurmSystem(BatchSystem):
             return {}
         return parse_squeue(proc.stdout)
 
-    def cancel(self, jobs: Sequence[ChunkJob]) -> None:
-        """``scancel`` the jobs' ids (array tasks individually) in one call."""
-        ids = []
-        for job in jobs:
-            rec = read_submit_record(job)
-            if rec is not None and rec.system == self.name and rec.job_id:
-                ids.append(rec.job_id)
-        if ids:
-            run_command(SubmitCommand(self.cancel_command(ids), cwd=os.getcwd()), "scancel")
