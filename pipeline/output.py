@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import metadata
+import functools
 import json
 import os
 from typing import Any
@@ -32,11 +33,16 @@ def base_dtype(nband: int) -> list:
             ("mask_frac", "f8")]
 
 
+@functools.lru_cache(maxsize=16)
+def _default(dtype: np.dtype) -> np.ndarray:
+    return default_row(dtype)
+
+
 def new_rows(dtype: np.dtype, n: int) -> np.ndarray:
     """``n`` rows holding the conventional defaults (-9999, 9999, NO_ATTEMPT)."""
     rows = np.empty(n, dtype=dtype)
     if n:
-        rows[:] = default_row(np.dtype(dtype))
+        rows[:] = _default(np.dtype(dtype))
     return rows
 
 
