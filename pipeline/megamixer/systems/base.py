@@ -527,6 +527,40 @@ class QueueSystem(BatchSystem):
     """A scheduler driven by commands (SLURM, LSF): one batched status query for
     all jobs, one cancel call. Subclasses give the commands and parse the output."""
 
+    def __init__(self, *, array: bool = False, submit_threads: int = 1, **kw) -> None:
+        super().__init__(**kw)
+        self.array = bool(array)
+        # a few submit calls in flight hide their round trips
+        self.submit_threads = max(1, int(submit_threads))
+
+    def _submit(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
+        if self.array:
+            records = []
+            for group in group_by_parent(jobs):
+                records.extend(self._submit_array(group, dry_run))
+            return records
+        if dry_run:
+            out = []
+            for job in jobs:
+                cmd = self.submit_command(self.script_path(job))
+                log.info("would submit %s", cmd)
+                out.append(self.record(job, None, cmd, self.script_path(job)))
+            return out
+        if self.submit_threads == 1:
+            return [self._submit_one(job) for job in jobs]
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=self.submit_threads) as pool:
+            return list(pool.map(self._submit_one, jobs))
+
+    def _submit_one(self, job: ChunkJob) -> SubmitRecord:
+        self.prepare(job)
+        cmd = self.submit_command(self.script_path(job))
+        proc = run_command(cmd, str(self.script_path(job)))
+        rec = self.record(job, self.parse_submit(proc.stdout), cmd, self.script_path(job))
+        write_submit_record(job, rec)
+        log.debug("submitted %s as %s job %s", job.name, self.name, rec.job_id)
+        return rec
+
     def query_command(self, job_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
 

@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ...errors import PipelineError
-from .base import (ChunkJob, JobState, QueueSystem, SubmitCommand, SubmitRecord,
-                   array_name, group_by_parent,
-                   run_command, write_submit_record)
+from .base import ChunkJob, JobState, QueueSystem, SubmitCommand, array_name
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +64,6 @@ class LsfSystem(QueueSystem):
                          "poll"})
     default_poll = 10.0
 
-    def __init__(self, *, array: bool = False, **kw) -> None:
-        super().__init__(**kw)
-        self.array = bool(array)
-
     # ---- formats: -W takes [hours:]minutes, -M takes a value with a unit
     def format_walltime(self, seconds: int) -> str:
         minutes = int(math.ceil(seconds / 60))
@@ -94,27 +88,6 @@ class LsfSystem(QueueSystem):
 
     def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
         return ["bkill", *job_ids]
-
-    # ---- submission
-    def _submit(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
-        if self.array:
-            records = []
-            for group in group_by_parent(jobs):
-                records.extend(self._submit_array(group, dry_run))
-            return records
-        records = []
-        for job in jobs:
-            cmd = self.submit_command(self.script_path(job))
-            if dry_run:
-                log.info("would submit %s", cmd)
-                records.append(self.record(job, None, cmd, self.script_path(job)))
-                continue
-            self.prepare(job)
-            proc = run_command(cmd, str(self.script_path(job)))
-            rec = self.record(job, parse_bsub(proc.stdout), cmd, self.script_path(job))
-            write_submit_record(job, rec)
-            records.append(rec)
-        return records
 
     def array_values(self, jobs: Sequence[ChunkJob], stem: str) -> dict[str, str | None]:
         return {"name": f"{array_name(jobs)}[1-{len(jobs)}]",

@@ -11,14 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 from ...errors import PipelineError
-from .base import (ChunkJob, JobState, QueueSystem, SubmitCommand, SubmitRecord,
-                   array_name, group_by_parent,
-                   run_command, write_submit_record)
+from .base import ChunkJob, JobState, QueueSystem, SubmitCommand, array_name
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +67,9 @@ class SlurmSystem(QueueSystem):
                          "poll", "submit_threads"})
     default_poll = 5.0
 
-    def __init__(self, *, array: bool = False, submit_threads: int = 4, **kw) -> None:
-        super().__init__(**kw)
-        self.array = bool(array)
+    def __init__(self, *, submit_threads: int = 4, **kw) -> None:
         # a few sbatch calls in flight hide their round trips; slurmctld serialises anyway
-        self.submit_threads = max(1, int(submit_threads))
+        super().__init__(submit_threads=submit_threads, **kw)
 
     # ---- pure command construction (tests call these)
     def submit_command(self, script: str | os.PathLike) -> SubmitCommand:
@@ -87,32 +82,6 @@ class SlurmSystem(QueueSystem):
 
     def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
         return ["scancel", *job_ids]
-
-    # ---- submission
-    def _submit(self, jobs: list[ChunkJob], dry_run: bool) -> list[SubmitRecord]:
-        if self.array:
-            records = []
-            for group in group_by_parent(jobs):
-                records.extend(self._submit_array(group, dry_run))
-            return records
-        if dry_run:
-            out = []
-            for job in jobs:
-                cmd = self.submit_command(self.script_path(job))
-                log.info("would submit %s", cmd)
-                out.append(self.record(job, None, cmd, self.script_path(job)))
-            return out
-        with ThreadPoolExecutor(max_workers=self.submit_threads) as pool:
-            return list(pool.map(self._submit_one, jobs))
-
-    def _submit_one(self, job: ChunkJob) -> SubmitRecord:
-        self.prepare(job)
-        cmd = self.submit_command(self.script_path(job))
-        proc = run_command(cmd, f"{job.path / self.script_name}")
-        rec = self.record(job, parse_sbatch(proc.stdout), cmd, self.script_path(job))
-        write_submit_record(job, rec)
-        log.debug("submitted %s as slurm job %s", job.name, rec.job_id)
-        return rec
 
     def array_values(self, jobs: Sequence[ChunkJob], stem: str) -> dict[str, str | None]:
         """Placeholders of the array template; resources are the largest of the jobs'."""
