@@ -19,7 +19,8 @@ from pipeline.meds import MEDS
 NMAX = 3
 
 
-def _handmade(path, compress=None, metadata=True, number=False, psf_variant="box"):
+def _handmade(path, compress=None, metadata=True, number=False, psf_variant="box",
+              bmask_offset=None):
     """Objects with 0..3 cutouts; cutout (i, k) pixel (r, c) = 1e4*i + 100*k + r + c/100."""
     box = np.array([4, 6, 4, 8])
     ncut = np.array([2, 3, 0, 1])
@@ -78,7 +79,10 @@ def _handmade(path, compress=None, metadata=True, number=False, psf_variant="box
         ikw = {} if compress is None else {"compress": compress}
         f.write(np.concatenate(pixels).astype("f4"), extname="image_cutouts", **fkw)
         f.write(np.concatenate(segs).astype("i2"), extname="seg_cutouts", **ikw)
-        f.write(np.concatenate(segs).astype("i2") * 0 + 3, extname="bmask_cutouts", **ikw)
+        bmask = np.concatenate(segs).astype("i2") * 0 + 3
+        if bmask_offset is not None:  # unsigned: cfitsio stores it scaled (BZERO)
+            bmask = bmask.astype("u2") + bmask_offset
+        f.write(bmask, extname="bmask_cutouts", **ikw)
         f.write(np.concatenate(psfs).astype("f8"), extname="psf")
     return obj
 
@@ -158,6 +162,52 @@ def test_psf_and_jacobian(tmp_path, variant):
                                "dvdrow": 0.27, "dvdcol": -0.02 * k}
                 np.testing.assert_array_equal(m.get_jacobian_matrix(i, k),
                                               [[0.01 * k, 0.263], [0.27, -0.02 * k]])
+            picks = list(range(obj["ncutout"][i]))[::-1]
+            for psf, k in zip(m.get_psf_stack(i, picks), picks):
+                np.testing.assert_array_equal(psf, m.get_psf(i, k))
+            table = m.get_jacobian_array(i, picks)
+            assert table.shape == (len(picks), 6)
+            for row, k in zip(table, picks):
+                jac = m.get_jacobian(i, k)
+                assert list(row) == [jac[f] for f in ("row0", "col0", "dudrow", "dudcol",
+                                                      "dvdrow", "dvdcol")]
+
+
+def test_direct_reads_match_cfitsio_for_every_layout(tmp_path):
+    """Plain HDUs are read with pread at their data offset; scaled HDUs (BZERO) and
+    gzip-wrapped files go through cfitsio. All give the same stamps."""
+    import gzip
+    import shutil
+
+    plain = tmp_path / "hand.fits"
+    obj = _handmade(plain)
+    # the same file with an unsigned (BZERO-scaled) bmask HDU
+    scaled = tmp_path / "scaled.fits"
+    _handmade(scaled, bmask_offset=40000)
+    with fitsio.FITS(str(scaled)) as f:
+        assert f["bmask_cutouts"].read_header()["BZERO"] == 32768
+    wrapped = tmp_path / "hand.fits.gz"
+    with open(plain, "rb") as src, gzip.open(wrapped, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    with MEDS(plain) as ref, MEDS(scaled) as sc, MEDS(wrapped) as gz:
+        for i in range(4):
+            cuts = range(obj["ncutout"][i])
+            for kind in ("image", "seg", "bmask"):
+                want = np.stack([fitsio.read(str(plain), ext=f"{kind}_cutouts")[
+                    obj["start_row"][i, k]:obj["start_row"][i, k] + obj["box_size"][i] ** 2]
+                    for k in cuts]) if len(cuts) else None
+                for m in (ref, sc, gz):
+                    got = m.get_cutout_stack(i, cuts, kind)
+                    if want is None:
+                        assert got.shape[0] == 0
+                        continue
+                    expect = want.reshape(got.shape)
+                    if m is sc and kind == "bmask":
+                        expect = expect.astype("i8") + 40000
+                    np.testing.assert_array_equal(got, expect)
+            for m in (sc, gz):
+                for a, b in zip(m.get_psf_stack(i, cuts), ref.get_psf_stack(i, cuts)):
+                    np.testing.assert_array_equal(a, b)
 
 
 def test_index_and_type_errors_are_one_line(tmp_path):

@@ -54,6 +54,30 @@ class Observation:
         self.bmask = None if bmask is None else np.asarray(bmask)
         self.noise = None if noise is None else _as_image(noise, "noise")
 
+    @classmethod
+    def from_clean(cls, image: np.ndarray, weight: np.ndarray, jacobian: Jacobian,
+                   psf: Optional["Observation"] = None,
+                   meta: Optional[dict] = None) -> "Observation":
+        """An Observation that takes ownership of arrays the caller has already
+        cleaned: float64, 2-d, one shape, finite, weight >= 0. Nothing is copied
+        or re-checked beyond dtype and shape (an ImageIO builds thousands per
+        second from masks it has computed anyway)."""
+        if (image.dtype != np.float64 or weight.dtype != np.float64 or image.ndim != 2
+                or weight.shape != image.shape):
+            raise ValueError(f"from_clean needs float64 2-d arrays of one shape, got "
+                             f"{image.dtype}{image.shape} and {weight.dtype}{weight.shape}")
+        obs = cls.__new__(cls)
+        obs.meta = dict(meta) if meta else {}
+        obs.meta.setdefault("nbad", 0)
+        obs._image = image
+        obs._weight = weight
+        obs.jacobian = jacobian
+        obs.psf = psf
+        obs.gmix = None
+        obs.bmask = None
+        obs.noise = None
+        return obs
+
     def _clean(self) -> None:
         bad = ~(np.isfinite(self._image) & np.isfinite(self._weight))
         nbad = int(bad.sum())
@@ -126,6 +150,32 @@ class Observation:
 
     def __repr__(self) -> str:
         return f"Observation(shape={self.shape}, {self.jacobian!r}, psf={self.psf is not None})"
+
+
+#: PSF stamps carry no weight map; a uniform weight at this fraction of the peak
+#: keeps the PSF fit well conditioned without pretending the model is perfect.
+PSF_REL_NOISE = 1.0e-3
+
+
+def psf_images_and_weights(stamps: np.ndarray, rel_noise: float = PSF_REL_NOISE
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cleaned float64 images, uniform weights ``1 / (rel_noise * peak)**2`` and the
+    count of non-finite pixels (which get weight 0) of a ``(n, nrow, ncol)``
+    stack of PSF stamps."""
+    from .observation_nb import psf_stack_nb
+
+    stamps = np.asarray(stamps)
+    if stamps.ndim != 3:
+        raise ValueError(f"PSF stamps must be an (n, nrow, ncol) stack, got {stamps.shape}")
+    return psf_stack_nb(stamps, float(rel_noise))
+
+
+def psf_observation(stamp: np.ndarray, jacobian: Jacobian,
+                    rel_noise: float = PSF_REL_NOISE) -> Observation:
+    """Observation of a PSF stamp with uniform weight ``1 / (rel_noise * peak)**2``;
+    non-finite pixels get weight 0 (an all-bad stamp gives a failed PSF fit)."""
+    images, weights, nbad = psf_images_and_weights(np.asarray(stamp)[None], rel_noise)
+    return Observation.from_clean(images[0], weights[0], jacobian, meta={"nbad": int(nbad[0])})
 
 
 class ObsList(list):

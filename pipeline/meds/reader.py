@@ -1,8 +1,9 @@
 """Lazy, slice-based MEDS reader.
 
 The small tables (``object_data``, ``image_info``, ``metadata``) are read once
-at open; pixels are read per request as slices of the 1-D cutout HDUs
-(``fits[ext][start:end]``), so memory is bounded by the stamps asked for,
+at open; pixels are read per request as slices of the 1-D cutout HDUs (one
+``pread`` of the slice's bytes for plain HDUs, ``fits[ext][start:end]`` for
+tile-compressed or scaled ones), so memory is bounded by the stamps asked for,
 never by the file.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from . import regions
+from .rawread import RawSliceReader, is_plain_fits, raw_layout
 from .schema import CUTOUT_DTYPES, IMAGE_INFO, METADATA, OBJECT_DATA, PSF_EXT, cutout_ext
 
 #: object_data columns that are per-cutout arrays (``[nmax]``)
@@ -55,7 +57,7 @@ class MEDS:
             self._index_hdus()
             self._load_tables()
         except BaseException:
-            self._fits.close()
+            self.close()
             raise
 
     # ------------------------------------------------------------------ open
@@ -71,7 +73,9 @@ class MEDS:
                 self._hdus[name] = hdu
             data_end = max(data_end, hdu.get_offsets()["data_end"])
         nbytes = os.path.getsize(self.path)
-        if data_end > nbytes:
+        plain = is_plain_fits(self.path)
+        # a gzip-wrapped file is smaller than its HDUs; cfitsio inflates it in memory
+        if plain and data_end > nbytes:
             raise self._error(f"truncated file: {nbytes} bytes but its HDUs need {data_end}")
         for name in (OBJECT_DATA, IMAGE_INFO, cutout_ext("image")):
             if name not in self._hdus:
@@ -91,6 +95,13 @@ class MEDS:
                 key = PSF_EXT if name == PSF_EXT else name[: -len("_cutouts")]
                 self._cutout_len[key] = int(dims[0])
         self._types = tuple(t for t in self._cutout_len if t != PSF_EXT)
+        layouts = {}
+        if plain:
+            for key in self._cutout_len:
+                layout = raw_layout(self._hdus[cutout_ext(key) if key != PSF_EXT else key])
+                if layout is not None:
+                    layouts[key] = layout
+        self._raw = RawSliceReader(self.path, layouts)
         # the stamps of the last object read, per cutout type: a fitter asks
         # for several cutouts and types of one object, and one read per type
         # costs what one read per stamp did (bounded by one object's pixels)
@@ -130,6 +141,8 @@ class MEDS:
         self._box = cat["box_size"].astype("i8")
         self._ncut = cat["ncutout"].astype("i8")
         self._check_start_rows()
+        self._index_stamps()
+        self._jacobian_table: np.ndarray | None = None  # (nobj, nmax, 6), built on first use
 
         self._image_info = self._read_table(IMAGE_INFO)
         self._meta = self._read_table(METADATA) if METADATA in self._hdus else None
@@ -152,8 +165,37 @@ class MEDS:
                               f"box_size**2 {self._box[i]**2} is past the end of the "
                               f"cutout HDUs (length {length})")
 
+    def _index_stamps(self) -> None:
+        """Which objects' stamps (and PSF stamps) lie back to back in their HDUs,
+        so one read per object and type serves every cutout."""
+        used = np.arange(self.nmax)[None, :] < self._ncut[:, None]
+        start = self._arrays["start_row"].astype("i8")
+        expected = start[:, :1] + np.arange(self.nmax)[None, :] * (self._box**2)[:, None]
+        self._contiguous = np.all((start == expected) | ~used, axis=1) & (self._ncut > 0)
+        self._psf_rows = self._psf_cols = None
+        if "psf_row_size" in self._arrays and "psf_col_size" in self._arrays:
+            self._psf_rows = self._arrays["psf_row_size"].astype("i8")
+            self._psf_cols = self._arrays["psf_col_size"].astype("i8")
+        elif "psf_box_size" in self._cat.dtype.names:
+            size = np.asarray(self._cat["psf_box_size"]).astype("i8")
+            size = (size.reshape(self.size, -1) if size.ndim > 1
+                    else np.repeat(size[:, None], self.nmax, axis=1))
+            self._psf_rows = self._psf_cols = size
+        self._psf_contiguous = np.zeros(self.size, dtype=bool)
+        if self._psf_rows is not None and "psf_start_row" in self._arrays and PSF_EXT in self._cutout_len:
+            pstart = self._arrays["psf_start_row"].astype("i8")
+            npix = self._psf_rows * self._psf_cols
+            offsets = np.cumsum(np.where(used, npix, 0), axis=1) - np.where(used, npix, 0)
+            total = np.where(used, npix, 0).sum(axis=1)
+            self._psf_contiguous = (
+                np.all(((pstart == pstart[:, :1] + offsets) & (npix > 0)) | ~used, axis=1)
+                & (self._ncut > 0) & (pstart[:, 0] >= 0)
+                & (pstart[:, 0] + total <= self._cutout_len[PSF_EXT]))
+
     # --------------------------------------------------------------- basics
     def close(self) -> None:
+        if getattr(self, "_raw", None) is not None:
+            self._raw.close()
         if getattr(self, "_fits", None) is not None:
             self._fits.close()
             self._fits = None
@@ -190,6 +232,14 @@ class MEDS:
         try:
             return self._cat[column]
         except (KeyError, ValueError):
+            raise self._error(f"'{OBJECT_DATA}' has no '{column}' column") from None
+
+    def cutout_array(self, column: str) -> np.ndarray:
+        """A per-cutout column (``file_id``, ``orig_row``, ``dudrow``, ...) as an
+        ``(nobj, nmax)`` array, also for files written with nmax = 1."""
+        try:
+            return self._arrays[column]
+        except KeyError:
             raise self._error(f"'{OBJECT_DATA}' has no '{column}' column") from None
 
     def get_cat(self) -> np.ndarray:
@@ -241,6 +291,15 @@ class MEDS:
                               f"(ncutout={ncut})")
         return iobj, icut
 
+    def _check_cuts(self, iobj: int, icuts: Sequence[int]) -> tuple[int, list[int]]:
+        iobj = self._check_obj(iobj)
+        ncut = int(self._ncut[iobj])
+        icuts = [int(i) for i in icuts]
+        for i in icuts:
+            if not 0 <= i < ncut:
+                self._check_cut(iobj, i)  # raises the one-line error
+        return iobj, icuts
+
     def _check_type(self, cutout_type: str) -> str:
         if cutout_type not in self._types:
             raise self._error(f"no '{cutout_ext(cutout_type)}' HDU (cutout types: "
@@ -254,26 +313,28 @@ class MEDS:
         if npix == 0:
             return np.zeros(0, dtype="f4")
         try:
+            if key in self._raw:
+                return self._raw.read(key, start, npix)
             return self._hdus[ext][start:start + npix]
         except Exception as err:  # noqa: BLE001 - cfitsio read errors are bad input
             raise self._error(f"cannot read '{ext}' ({_one_line(err)})") from None
 
     # --------------------------------------------------------------- cutouts
     def _object_stamps(self, iobj: int, cutout_type: str) -> np.ndarray | None:
-        """All stamps of object ``iobj`` of one type as one flat array (read once
-        and kept until another object is asked for), or None when the object's
-        stamps are not contiguous in the file."""
+        """All stamps of object ``iobj`` of one type as a ``(ncutout, box, box)``
+        array (read once and kept until another object is asked for), or None
+        when the object's stamps are not contiguous in the file."""
         hit = self._stamp_cache.get(cutout_type)
         if hit is not None and hit[0] == iobj:
             return hit[1]
-        box, ncut = int(self._box[iobj]), int(self._ncut[iobj])
-        starts = self._arrays["start_row"][iobj, :ncut]
-        flat = None
-        if ncut > 0 and np.all(starts == starts[0] + np.arange(ncut) * box * box):
-            flat = self._read_slice(cutout_ext(cutout_type), cutout_type, int(starts[0]),
-                                    ncut * box * box)
-        self._stamp_cache[cutout_type] = (iobj, flat)
-        return flat
+        stack = None
+        if self._contiguous[iobj]:
+            box, ncut = int(self._box[iobj]), int(self._ncut[iobj])
+            start = int(self._arrays["start_row"][iobj, 0])
+            stack = self._read_slice(cutout_ext(cutout_type), cutout_type, start,
+                                     ncut * box * box).reshape(ncut, box, box)
+        self._stamp_cache[cutout_type] = (iobj, stack)
+        return stack
 
     def get_cutout(self, iobj: int, icut: int, type: str = "image") -> np.ndarray:  # noqa: A002
         """Cutout ``icut`` of object ``iobj`` as a (box, box) array (dtype as on disk)."""
@@ -281,10 +342,10 @@ class MEDS:
         self._check_type(type)
         box = int(self._box[iobj])
         npix = box * box
-        flat = self._object_stamps(iobj, type)
-        if flat is not None:
+        stack = self._object_stamps(iobj, type)
+        if stack is not None:
             # a copy: callers may modify the stamp they get
-            return flat[icut * npix:(icut + 1) * npix].reshape(box, box).copy()
+            return stack[icut].copy()
         start = int(self._arrays["start_row"][iobj, icut])
         return self._read_slice(cutout_ext(type), type, start, npix).reshape(box, box)
 
@@ -295,9 +356,9 @@ class MEDS:
         box, ncut = int(self._box[iobj]), int(self._ncut[iobj])
         if ncut == 0:
             return np.zeros((0, box), dtype=CUTOUT_DTYPES.get(type, "f4"))
-        flat = self._object_stamps(iobj, type)
-        if flat is not None:
-            return flat.reshape(ncut * box, box).copy()
+        stack = self._object_stamps(iobj, type)
+        if stack is not None:
+            return stack.reshape(ncut * box, box).copy()
         # not contiguous (non-standard file): read stamp by stamp
         return np.concatenate([self.get_cutout(iobj, i, type) for i in range(ncut)])
 
@@ -310,62 +371,69 @@ class MEDS:
     def get_cutout_stack(self, iobj: int, icuts: Sequence[int],
                          type: str = "image") -> np.ndarray:  # noqa: A002
         """Cutouts ``icuts`` of one object as a new ``(len(icuts), box, box)`` array."""
-        iobj = self._check_obj(iobj)
-        icuts = [self._check_cut(iobj, int(i))[1] for i in icuts]
+        iobj, icuts = self._check_cuts(iobj, icuts)
         cutout_type = self._check_type(type)
         box = int(self._box[iobj])
-        flat = self._object_stamps(iobj, cutout_type)
-        if flat is not None:
-            return flat.reshape(-1, box, box)[icuts]
-        return np.stack([self.get_cutout(iobj, i, cutout_type) for i in icuts]) if icuts \
-            else np.zeros((0, box, box))
+        stack = self._object_stamps(iobj, cutout_type)
+        if stack is not None:
+            return stack[icuts]
+        if not icuts:
+            return np.zeros((0, box, box), dtype=CUTOUT_DTYPES.get(cutout_type, "f4"))
+        return np.stack([self.get_cutout(iobj, int(i), cutout_type) for i in icuts])
 
     # ------------------------------------------------------------------- psf
-    def _psf_shape(self, iobj: int, icut: int) -> tuple[int, int]:
-        names = self._cat.dtype.names
-        if "psf_row_size" in self._arrays and "psf_col_size" in self._arrays:
-            return (int(self._arrays["psf_row_size"][iobj, icut]),
-                    int(self._arrays["psf_col_size"][iobj, icut]))
-        if "psf_box_size" in names:
-            size = np.asarray(self._cat["psf_box_size"][iobj]).reshape(-1)
-            n = int(size[icut] if size.size > 1 else size[0])
-            return n, n
-        raise self._error("no 'psf_box_size' or 'psf_row_size'/'psf_col_size' columns")
-
-    def _object_psfs(self, iobj: int) -> tuple[int, np.ndarray] | None:
-        """(first start row, flat pixels) of all PSF stamps of ``iobj`` when they are
+    def _object_psfs(self, iobj: int) -> np.ndarray | None:
+        """All PSF pixels of ``iobj`` as one flat array when its PSF stamps are
         contiguous and valid (cached like the cutouts), else None."""
         hit = self._stamp_cache.get(PSF_EXT)
         if hit is not None and hit[0] == iobj:
             return hit[1]
-        ncut = int(self._ncut[iobj])
         out = None
-        if ncut > 0:
-            starts = self._arrays["psf_start_row"][iobj, :ncut].astype("i8")
-            sizes = np.array([np.prod(self._psf_shape(iobj, i)) for i in range(ncut)],
-                             dtype="i8")
-            if (np.all(sizes > 0) and starts[0] >= 0
-                    and np.all(starts[1:] == starts[:-1] + sizes[:-1])
-                    and starts[0] + sizes.sum() <= self._cutout_len[PSF_EXT]):
-                first = int(starts[0])
-                out = (first, self._read_slice(PSF_EXT, PSF_EXT, first, int(sizes.sum())))
+        if self._psf_contiguous[iobj]:
+            ncut = int(self._ncut[iobj])
+            npix = int((self._psf_rows[iobj, :ncut] * self._psf_cols[iobj, :ncut]).sum())
+            out = self._read_slice(PSF_EXT, PSF_EXT, int(self._arrays["psf_start_row"][iobj, 0]),
+                                   npix)
         self._stamp_cache[PSF_EXT] = (iobj, out)
         return out
 
     def get_psf(self, iobj: int, icut: int) -> np.ndarray:
         """PSF stamp of a cutout; centre is (psf_cutout_row, psf_cutout_col)."""
         iobj, icut = self._check_cut(iobj, icut)
+        return np.array(self._psf_stamps(iobj, [icut])[0])
+
+    def get_psf_stack(self, iobj: int, icuts: Sequence[int]) -> np.ndarray | list[np.ndarray]:
+        """PSF stamps of cutouts ``icuts`` of one object (new arrays; one read): an
+        ``(n, nrow, ncol)`` array when the object's PSF stamps share one shape (the
+        usual case), else a list of 2-d arrays."""
+        iobj, icuts = self._check_cuts(iobj, icuts)
+        return self._psf_stamps(iobj, icuts)
+
+    def _psf_stamps(self, iobj: int, icuts: list[int]) -> list[np.ndarray]:
         if not self.has_psf():
             raise self._error(f"no '{PSF_EXT}' HDU or no 'psf_start_row' column")
-        nrow, ncol = self._psf_shape(iobj, icut)
-        start = int(self._arrays["psf_start_row"][iobj, icut])
-        if nrow <= 0 or ncol <= 0 or start < 0:
-            raise self._error(f"object {iobj} cutout {icut} has no PSF stamp")
+        if self._psf_rows is None:
+            raise self._error("no 'psf_box_size' or 'psf_row_size'/'psf_col_size' columns")
         block = self._object_psfs(iobj)
-        if block is not None:
-            off = start - block[0]
-            return block[1][off:off + nrow * ncol].reshape(nrow, ncol).copy()
-        return self._read_slice(PSF_EXT, PSF_EXT, start, nrow * ncol).reshape(nrow, ncol)
+        ncut = int(self._ncut[iobj])
+        rows, cols = self._psf_rows[iobj, :ncut], self._psf_cols[iobj, :ncut]
+        if block is not None and icuts and np.all(rows == rows[0]) and np.all(cols == cols[0]):
+            # one shape: the block is a (ncutout, nrow, ncol) stack
+            return block.reshape(ncut, int(rows[0]), int(cols[0]))[icuts]
+        first = int(self._arrays["psf_start_row"][iobj, 0])
+        out = []
+        for icut in icuts:
+            nrow, ncol = int(rows[icut]), int(cols[icut])
+            start = int(self._arrays["psf_start_row"][iobj, icut])
+            if nrow <= 0 or ncol <= 0 or start < 0:
+                raise self._error(f"object {iobj} cutout {icut} has no PSF stamp")
+            if block is not None:
+                off = start - first
+                out.append(block[off:off + nrow * ncol].reshape(nrow, ncol).copy())
+            else:
+                out.append(self._read_slice(PSF_EXT, PSF_EXT, start,
+                                            nrow * ncol).reshape(nrow, ncol))
+        return out
 
     def get_psf_list(self, iobj: int) -> list[np.ndarray]:
         iobj = self._check_obj(iobj)
@@ -385,6 +453,18 @@ class MEDS:
                 "dudcol": float(a["dudcol"][iobj, icut]),
                 "dvdrow": float(a["dvdrow"][iobj, icut]),
                 "dvdcol": float(a["dvdcol"][iobj, icut])}
+
+    def get_jacobian_array(self, iobj: int, icuts: Sequence[int]) -> np.ndarray:
+        """Jacobians of cutouts ``icuts`` as an ``(n, 6)`` float64 array with columns
+        (row0, col0, dudrow, dudcol, dvdrow, dvdcol)."""
+        iobj, icuts = self._check_cuts(iobj, icuts)
+        if self._jacobian_table is None:
+            for col in _JACOBIAN_COLUMNS:
+                if col not in self._arrays:
+                    raise self._error(f"'{OBJECT_DATA}' has no '{col}' column")
+            self._jacobian_table = np.stack([self._arrays[c] for c in _JACOBIAN_COLUMNS],
+                                            axis=2).astype("f8")
+        return self._jacobian_table[iobj, icuts]
 
     def get_jacobian_matrix(self, iobj: int, icut: int) -> np.ndarray:
         j = self.get_jacobian(iobj, icut)

@@ -11,10 +11,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-# scipy.spatial and the numba kernel are imported where used: they cost ~2 s at
+# scipy.ndimage and the numba kernels are imported where used: they cost ~2 s at
 # start-up, which every CLI that merely opens a MEDS file would otherwise pay.
 
 Jacobian = Mapping[str, float]
+
+#: outlier rejection across epochs (MEDS.md): deviation limit in sigma, and the
+#: allowance for PSF/astrometry differences that grows with the median flux
+OUTLIER_NSIGMA = 5.0
+OUTLIER_A = 0.3
 
 
 def _matrix(jac: Jacobian) -> np.ndarray:
@@ -38,6 +43,40 @@ def object_segid(coadd_seg: np.ndarray, row0: float, col0: float,
     return int(coadd_seg[r, c])
 
 
+#: column order of the Jacobian arrays taken by :func:`map_coadd_seg_stack`
+JACOBIAN_FIELDS = ("row0", "col0", "dudrow", "dudcol", "dvdrow", "dvdcol")
+
+
+def jacobian_array(jac: Jacobian) -> np.ndarray:
+    """A Jacobian dict as a float64 array in :data:`JACOBIAN_FIELDS` order."""
+    return np.array([float(jac[name]) for name in JACOBIAN_FIELDS])
+
+
+def map_coadd_seg_stack(coadd_seg: np.ndarray, jac_coadd: np.ndarray, jac_epochs: np.ndarray,
+                        shape: tuple[int, int]) -> np.ndarray:
+    """The coadd seg stamp seen on each of ``len(jac_epochs)`` stamps of ``shape``
+    (nearest pixel, clipped): an ``(nepoch, nrow, ncol)`` array.
+
+    jac_coadd: (6,) and jac_epochs: (nepoch, 6) Jacobians in :data:`JACOBIAN_FIELDS`
+    order; both stamps have the object at their (u, v) origin. Epoch pixel offsets
+    map to coadd pixel offsets through the inverse coadd Jacobian times the epoch's.
+    """
+    from .regions_nb import map_seg_stack_nb
+
+    jac_coadd = np.asarray(jac_coadd, dtype="f8")
+    jac_epochs = np.asarray(jac_epochs, dtype="f8").reshape(-1, 6)
+    a, b, c, d = jac_coadd[2:6]
+    det = a * d - b * c
+    if det == 0.0:  # as np.linalg.solve did
+        raise np.linalg.LinAlgError("Singular matrix")
+    inverse = np.array([[d, -b], [-c, a]]) / det
+    amats = inverse @ jac_epochs[:, 2:6].reshape(-1, 2, 2)
+    return map_seg_stack_nb(np.ascontiguousarray(coadd_seg), amats,
+                            np.ascontiguousarray(jac_epochs[:, :2]),
+                            float(jac_coadd[0]), float(jac_coadd[1]),
+                            int(shape[0]), int(shape[1]))
+
+
 def map_coadd_seg(coadd_seg: np.ndarray, jac_coadd: Jacobian | None,
                   jac_epoch: Jacobian | None, shape: tuple[int, int]) -> np.ndarray:
     """The coadd seg stamp seen on an epoch stamp of ``shape`` (nearest pixel)."""
@@ -45,55 +84,58 @@ def map_coadd_seg(coadd_seg: np.ndarray, jac_coadd: Jacobian | None,
         if tuple(shape) != coadd_seg.shape:
             raise ValueError(f"stamp shape {tuple(shape)} != coadd seg shape {coadd_seg.shape}")
         return coadd_seg
-    from .regions_nb import map_seg_nb
+    return map_coadd_seg_stack(coadd_seg, jacobian_array(jac_coadd),
+                               jacobian_array(jac_epoch)[None], shape)[0]
 
-    # inverse coadd Jacobian times epoch Jacobian, written out for 2x2 (this runs
-    # for every epoch of every object; np.linalg.solve's overhead dominated)
-    a, b = float(jac_coadd["dudrow"]), float(jac_coadd["dudcol"])
-    c, d = float(jac_coadd["dvdrow"]), float(jac_coadd["dvdcol"])
-    det = a * d - b * c
-    if det == 0.0:  # as np.linalg.solve did
-        raise np.linalg.LinAlgError("Singular matrix")
-    inv = np.array([[d, -b], [-c, a]]) / det
-    amat = inv @ _matrix(jac_epoch)
-    return map_seg_nb(np.ascontiguousarray(coadd_seg), amat,
-                      float(jac_epoch["row0"]), float(jac_epoch["col0"]),
-                      float(jac_coadd["row0"]), float(jac_coadd["col0"]),
-                      int(shape[0]), int(shape[1]))
+
+def region_keep(segs: np.ndarray, segid: int, nearest: bool) -> np.ndarray:
+    """Pixels whose weight a region keeps, for an ``(nepoch, nrow, ncol)`` stack of
+    mapped seg stamps: cweight (``nearest=False``) drops other objects' pixels;
+    uberseg (``nearest=True``) also drops sky pixels whose nearest seg pixel is
+    another object's. An epoch with no other object keeps every pixel."""
+    other = (segs != segid) & (segs != 0)
+    keep = ~other
+    if not nearest:
+        return keep
+    for k in np.flatnonzero(other.any(axis=(1, 2))):
+        keep[k] &= _nearest_owner(segs[k]) == segid
+    return keep
+
+
+def _nearest_owner(seg: np.ndarray) -> np.ndarray:
+    """Seg id of the nearest labelled pixel, for every pixel of a stamp with at
+    least one labelled pixel (labelled pixels own themselves)."""
+    from scipy.ndimage import distance_transform_edt
+
+    # the feature transform of the sky finds each pixel's nearest labelled pixel
+    # exactly in one pass (ties resolved by the transform's scan order)
+    rows, cols = distance_transform_edt(seg == 0, return_distances=False, return_indices=True)
+    return seg[rows, cols]
+
+
+def _apply_region(weight: np.ndarray, coadd_seg: np.ndarray, segid: int,
+                  jac_coadd: Jacobian | None, jac_epoch: Jacobian | None,
+                  nearest: bool) -> np.ndarray:
+    seg = map_coadd_seg(coadd_seg, jac_coadd, jac_epoch, weight.shape)
+    out = np.array(weight, dtype="f8", copy=True)
+    out[~region_keep(seg[None], segid, nearest)[0]] = 0.0
+    return out
 
 
 def cweight(weight: np.ndarray, coadd_seg: np.ndarray, segid: int,
             jac_coadd: Jacobian | None = None, jac_epoch: Jacobian | None = None) -> np.ndarray:
     """Copy of ``weight``, zero where the (mapped) coadd seg is another object."""
-    seg = map_coadd_seg(coadd_seg, jac_coadd, jac_epoch, weight.shape)
-    out = np.array(weight, dtype="f8", copy=True)
-    out[(seg != segid) & (seg != 0)] = 0.0
-    return out
+    return _apply_region(weight, coadd_seg, segid, jac_coadd, jac_epoch, nearest=False)
 
 
 def uberseg(weight: np.ndarray, coadd_seg: np.ndarray, segid: int,
             jac_coadd: Jacobian | None = None, jac_epoch: Jacobian | None = None) -> np.ndarray:
     """cweight, and sky pixels whose nearest seg pixel is another object set to 0."""
-    seg = map_coadd_seg(coadd_seg, jac_coadd, jac_epoch, weight.shape)
-    out = np.array(weight, dtype="f8", copy=True)
-    other = (seg != segid) & (seg != 0)
-    if not other.any():
-        return out
-    out[other] = 0.0
-    sky = seg == 0
-    if sky.any():
-        from scipy.spatial import cKDTree
-
-        labelled = np.argwhere(seg != 0)
-        _, nearest = cKDTree(labelled).query(np.argwhere(sky), k=1)
-        owner = seg[labelled[nearest, 0], labelled[nearest, 1]]
-        sky_idx = np.flatnonzero(sky.ravel())
-        out.ravel()[sky_idx[owner != segid]] = 0.0
-    return out
+    return _apply_region(weight, coadd_seg, segid, jac_coadd, jac_epoch, nearest=True)
 
 
 def reject_outliers(images: Sequence[np.ndarray], weights: Sequence[np.ndarray],
-                    nsigma: float = 5.0, A: float = 0.3) -> int:  # noqa: N803 - published name
+                    nsigma: float = OUTLIER_NSIGMA, A: float = OUTLIER_A) -> int:  # noqa: N803 - published name
     """Zero, in place, weights of pixels far from the per-pixel median over epochs.
 
     A pixel is rejected when ``wt*(im-med)**2 > (nsigma + A*|med|*sqrt(wt))**2``
@@ -118,8 +160,8 @@ def reject_outliers(images: Sequence[np.ndarray], weights: Sequence[np.ndarray],
     return nrej
 
 
-def outlier_mask(images: np.ndarray, weights: np.ndarray, nsigma: float = 5.0,
-                 A: float = 0.3) -> np.ndarray:  # noqa: N803 - published name
+def outlier_mask(images: np.ndarray, weights: np.ndarray, nsigma: float = OUTLIER_NSIGMA,
+                 A: float = OUTLIER_A) -> np.ndarray:  # noqa: N803 - published name
     """Boolean ``(nepoch, nrow, ncol)`` mask of the pixels ``reject_outliers`` zeroes,
     for float64 stacks of same-shape epochs (all False with fewer than 3)."""
     if len(images) < 3:

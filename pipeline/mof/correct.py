@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import InputFileError
 from ..fileio import atomic_path
 from ..gmix.jacobian import Jacobian
-from ..gmix.observation import Observation
+from ..gmix.observation import Observation, psf_observation
 from ..gmix.psf import fit_psf
 from ..meds import MEDS
 from ..meds.regions import map_coadd_seg
@@ -33,7 +33,6 @@ from .render import MemberModel, render_member
 logger = logging.getLogger(__name__)
 
 MOF_MASKED = 2**21           # bmask bit: pixel of a neighbour that could not be subtracted
-PSF_REL_NOISE = 1.0e-3       # same convention as the MEDS ImageIO
 
 
 def read_mof_output(path: str, model: str | None) -> tuple[np.ndarray, str]:
@@ -64,9 +63,7 @@ def _psf_gmix(m: MEDS, iobj: int, icut: int, psf_model: str):
         prow, pcol = (im.shape[0] - 1) / 2.0, (im.shape[1] - 1) / 2.0
     jac = Jacobian(row=prow, col=pcol, dudrow=jd["dudrow"], dudcol=jd["dudcol"],
                    dvdrow=jd["dvdrow"], dvdcol=jd["dvdcol"])
-    peak = float(np.nanmax(np.abs(im))) if im.size else 0.0
-    noise = PSF_REL_NOISE * peak if peak > 0 else 1.0
-    psf = Observation(im, weight=np.full(im.shape, 1.0 / noise ** 2), jacobian=jac)
+    psf = psf_observation(im, jac)
     res = fit_psf(psf, model=psf_model, ntry=4, rng=np.random.default_rng(iobj * 1000 + icut))
     return psf.gmix if res["flags"] == 0 else None
 
