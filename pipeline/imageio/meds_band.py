@@ -48,12 +48,10 @@ def wanted_cutouts(m: MEDS, index: int, conf: Mapping) -> np.ndarray:
     return np.arange(first, max(first, last), dtype=np.int64)
 
 
-def band_epochs(m: MEDS, band: int, index: int, ident: tuple[int, int], number: int,
+def band_epochs(m: MEDS, band: int, index: int, obj_id: int, number: int,
                 conf: Mapping) -> BandEpochs:
-    """Observations of object ``index`` in band ``band`` (MEDS file ``m``).
-
-    ident: (id, number) written to the epoch rows; number: the object's seg id.
-    """
+    """Observations of object ``index`` (catalogue ``obj_id``, seg id ``number``)
+    in band ``band`` (MEDS file ``m``)."""
     cutouts = wanted_cutouts(m, index, conf)
     ntot = len(cutouts)
     file_ids = m.cutout_array("file_id")[index, cutouts].astype(np.int64)
@@ -82,7 +80,7 @@ def band_epochs(m: MEDS, band: int, index: int, ident: tuple[int, int], number: 
         OUTLIER_NSIGMA, OUTLIER_A)
     npix = images[0].size
     usable = np.flatnonzero(nzero <= conf["max_zero_weight_frac"] * npix)
-    rows = _epoch_rows(m, band, index, ident, cutouts[usable], file_ids[usable], jacs[usable],
+    rows = _epoch_rows(m, band, index, (obj_id, number), cutouts[usable], file_ids[usable], jacs[usable],
                        (npos[usable], wsum[usable], wmax[usable]))
     obslist = _observations(m, band, index, cutouts, usable, jacs[usable], images, weights, raw,
                             segs if conf.get("model_nbrs") else None, nbad,
@@ -93,14 +91,17 @@ def band_epochs(m: MEDS, band: int, index: int, ident: tuple[int, int], number: 
 def _region(m: MEDS, index: int, cutouts: np.ndarray, jacs: np.ndarray, number: int,
             conf: Mapping) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The coadd seg mapped onto each cutout (None without seg stamps or a coadd
-    cutout) and the pixels the weight region keeps (None: all of them)."""
+    cutout, or when neither the region nor MOF needs it) and the pixels the weight
+    region keeps (None: all of them)."""
+    nearest = _REGIONS.get(conf["region"])
+    if nearest is None and not conf.get("model_nbrs"):
+        return None, None
     if not m.has_cutout_type("seg") or int(m.cutout_array("file_id")[index, 0]) != 0:
         return None, None
     coadd_seg = m.get_cutout(index, 0, "seg")
     jac_coadd = m.get_jacobian_array(index, [0])[0]
     # the coadd cutout maps onto itself (identity up to rounding)
     segs = map_coadd_seg_stack(coadd_seg, jac_coadd, jacs, coadd_seg.shape)
-    nearest = _REGIONS.get(conf["region"])
     if nearest is None:
         return segs, None
     segid = object_segid(coadd_seg, jac_coadd[0], jac_coadd[1], number)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Sequence
 
@@ -16,7 +15,6 @@ from .base import FitObject, ImageIO
 from .groups import groups_from_fofs
 from .meds_band import band_epochs
 
-logger = logging.getLogger(__name__)
 
 class MedsImageIO(ImageIO):
     """Yield FoF groups of objects with observations read from MEDS files.
@@ -43,7 +41,6 @@ class MedsImageIO(ImageIO):
         self._order, self._starts, self._fofids = groups_from_fofs(
             self._numbers, fofs, fof_source)
         self._skip = self._read_obj_flags(obj_flags)
-        self._image_info = [m.get_image_info() for m in self.meds]
 
     # -- structure -------------------------------------------------------
     def _check_consistent(self) -> None:
@@ -111,7 +108,7 @@ class MedsImageIO(ImageIO):
         band_rows = []
         nzero = npix = 0
         for band, m in enumerate(self.meds):
-            epochs = band_epochs(m, band, index, (obj.id, obj.number), obj.number, self.conf)
+            epochs = band_epochs(m, band, index, obj.id, obj.number, self.conf)
             obj.nimage_tot[band] = epochs.ntot
             obj.nimage_use[band] = len(epochs.obslist)
             nzero += epochs.nzero

@@ -400,7 +400,7 @@ class MEDS:
     def get_psf(self, iobj: int, icut: int) -> np.ndarray:
         """PSF stamp of a cutout; centre is (psf_cutout_row, psf_cutout_col)."""
         iobj, icut = self._check_cut(iobj, icut)
-        return np.array(self._psf_stamps(iobj, [icut])[0])
+        return self._psf_stamps(iobj, [icut])[0]
 
     def get_psf_stack(self, iobj: int, icuts: Sequence[int]) -> np.ndarray | list[np.ndarray]:
         """PSF stamps of cutouts ``icuts`` of one object (new arrays; one read): an
