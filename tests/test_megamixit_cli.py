@@ -159,8 +159,8 @@ def test_status_collate_verify_link(tmp_path, capsys):
     assert mmx("status", inp["run_config"], inp["tiles"], "--logs") == 0
     out = capsys.readouterr().out.splitlines()
     t1 = out[1].split()
-    assert t1 == ["T1", "3", "1", "1", "0", "0", "1", "0", "no"]
-    assert out[2].split() == ["T2", "2", "2", "0", "0", "0", "0", "0", "no"]
+    assert t1 == ["T1", "3", "1", "1", "0", "0", "0", "1", "0", "no"]
+    assert out[2].split() == ["T2", "2", "2", "0", "0", "0", "0", "0", "0", "no"]
     assert any("failed chunk T1-run1-000010-000019" in ln for ln in out)
     assert "    Traceback: boom" in out
 
@@ -229,7 +229,7 @@ def test_archive_and_clean(tmp_path, capsys):
     capsys.readouterr()
     assert mmx("status", inp["run_config"], inp["tiles"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].split() == ["T1", "3", "3", "0", "0", "0", "0", "0", "archived"]
+    assert out[1].split() == ["T1", "3", "3", "0", "0", "0", "0", "0", "0", "archived"]
     assert mmx("run", inp["run_config"], inp["tiles"], "--dry-run") == 0
     assert "0 chunk(s) would be submitted" in capsys.readouterr().out
     assert mmx("clean", inp["run_config"], inp["tiles"], "--tile", "T2") == 0
@@ -288,7 +288,7 @@ def test_run_local_failed_chunk_rerun_and_collate(tmp_path, capsys):
     assert "submitted 5 chunk(s) with system 'local'" in out and "4 done, 1 failed" in out
     assert mmx("status", inp["run_config"], inp["tiles"], "--logs") == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[1].split() == ["T1", "3", "2", "1", "0", "0", "0", "0", "no"]
+    assert out.splitlines()[1].split() == ["T1", "3", "2", "1", "0", "0", "0", "0", "0", "no"]
     assert "fake ngmixit: failing on purpose" in out
     assert mmx("collate", inp["run_config"], inp["tiles"], "--tile", "T1") == 2
     assert "T1/chunks/chunk000010-000019 (missing)" in capsys.readouterr().err

@@ -105,7 +105,7 @@ def test_local_end_to_end(sims, monkeypatch, capsys):
     assert mmx("status", *args) == 0
     lines = capsys.readouterr().out.splitlines()
     for line, tile in zip(lines[1:3], TILES):
-        assert line.split() == [tile, "3", "3", "0", "0", "0", "0", "0", "no"]
+        assert line.split() == [tile, "3", "3", "0", "0", "0", "0", "0", "0", "no"]
     assert mmx("collate", *args) == 0
     assert mmx("link", *args) == 0
     assert mmx("verify", *args) == 0

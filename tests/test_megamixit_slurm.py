@@ -322,3 +322,32 @@ def test_run_wait_waits_for_chunks_already_queued(tmp_path, monkeypatch, capsys)
     assert mmx("run", *args, "--wait") == 0
     rows, _ = status_rows(capsys, *args)
     assert rows["TW"]["done"] == 2, rows
+
+
+def test_run_with_an_impossible_request_stops_waiting_then_resubmits(tmp_path, capsys):
+    """Chunks asking the 1-minute 'tiny' partition for 10 minutes stay pending
+    forever in SLURM: ``run --wait`` returns at once with exit 1 and says why,
+    ``status`` counts them stuck, and a ``run`` with a corrected queue cancels the
+    stuck jobs and resubmits them."""
+    inp = make_inputs(tmp_path, {"TS": 4}, chunksize=2,
+                      extra={"system": "slurm", "queue": "tiny", "walltime": "00:10:00",
+                             "extra_cmds": fake_ngmixit_cmds(tmp_path)})
+    args = (inp["run_config"], inp["tiles"])
+    assert mmx("setup", *args) == 0
+    capsys.readouterr()
+    t0 = time.monotonic()
+    assert mmx("run", *args, "--wait") == 1
+    assert time.monotonic() - t0 < 60
+    out = capsys.readouterr().out
+    assert "2 stuck" in out and "cannot start" in out
+    rows, _ = status_rows(capsys, *args)
+    assert rows["TS"]["stuck"] == 2 and rows["TS"]["done"] == 0
+    layout = RunLayout(inp["run_dir"], "run1")
+    rec = TileRecord.load(layout.tile_record("TS"))
+    stuck_ids = [r["job_id"] for r in submit_records(layout, rec).values()]
+    assert mmx("run", *args, "--queue", "debug", "--wait") == 0
+    rows, _ = status_rows(capsys, *args)
+    assert rows["TS"]["done"] == 2 and rows["TS"]["stuck"] == 0
+    states = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j",
+                             ",".join(stuck_ids)], capture_output=True, text=True).stdout
+    assert all(line.endswith("|CANCELLED") for line in states.split()), states

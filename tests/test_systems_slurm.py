@@ -68,6 +68,50 @@ def test_status_while_running_then_cancelled_is_failed(tmp_path):
     assert not any((j.path / "exit_status").exists() for j in jobs)
 
 
+def test_job_that_cannot_start_is_stuck_not_pending_forever(tmp_path, caplog):
+    """A wall time above the partition's limit: SLURM keeps the job pending with
+    reason PartitionTimeLimit. It reads STUCK (explained once in the log), ``wait``
+    returns at once instead of blocking, and a cancel makes it FAILED."""
+    stuck = make_jobs(tmp_path, 1, tile="TS", queue="tiny", walltime="00:10:00")
+    fine = make_jobs(tmp_path, 1, tile="TF", queue="tiny", walltime=1)
+    system = get_system("slurm", poll=0.5)
+    system.submit(stuck + fine)
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger=slurm_module.__name__):
+        final = system.wait(stuck + fine, timeout=60)
+    assert final == {stuck[0].name: JobState.STUCK, fine[0].name: JobState.DONE}
+    assert time.monotonic() - t0 < 60
+    job_id = read_submit_record(stuck[0]).job_id
+    assert scontrol_job(job_id)["Reason"] == "PartitionTimeLimit"
+    warned = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
+    # slurmctld says PartitionConfig at submission, PartitionTimeLimit after a pass
+    assert len(warned) == 1 and job_id in warned[0]
+    assert "PartitionConfig" in warned[0] or "PartitionTimeLimit" in warned[0]
+    system.cancel(stuck)
+    assert system.wait(stuck, poll=0.5, timeout=30) == {stuck[0].name: JobState.FAILED}
+
+
+@pytest.mark.parametrize("state, reason, expected", [
+    ("PENDING", "Priority", JobState.PENDING),
+    ("PENDING", "Resources", JobState.PENDING),
+    ("PENDING", "JobHeldUser", JobState.PENDING),          # the user may release it
+    ("PENDING", "QOSMaxJobsPerUserLimit", JobState.PENDING),  # clears as jobs finish
+    ("PENDING", "AssocGrpCpuLimit", JobState.PENDING),
+    ("PENDING", "PartitionTimeLimit", JobState.STUCK),
+    ("PENDING", "PartitionConfig", JobState.STUCK),
+    ("PENDING", "QOSMaxWallDurationPerJobLimit", JobState.STUCK),
+    ("PENDING", "AssocMaxCpuPerJobLimit", JobState.STUCK),
+    ("PENDING", "BadConstraints", JobState.STUCK),
+    ("PENDING", "DependencyNeverSatisfied", JobState.STUCK),
+    ("RUNNING", "None", JobState.RUNNING),
+    ("CANCELLED", "PartitionTimeLimit", JobState.FAILED),
+])
+def test_pending_reasons(state, reason, expected):
+    assert slurm_module.slurm_state(state, reason) is expected
+    parsed = slurm_module.parse_squeue(f"12_3|{state}|{reason}\n99|COMPLETED\n")
+    assert parsed == {"12_3": (state, reason), "99": ("COMPLETED", "")}
+
+
 def test_arrays_one_per_tile(tmp_path):
     jobs = (make_jobs(tmp_path, 3, tile="TA", exit_codes={2: 3}, walltime=5)
             + make_jobs(tmp_path, 2, tile="TB", walltime=5))

@@ -58,6 +58,8 @@ def cmd_run(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
         logger.info("%d chunk(s) already queued or running; not resubmitted",
                     plan.skipped_active)
     if args.dry_run:
+        for job in plan.stuck:
+            print(f"would cancel {job.name}: queued but cannot start")
         for job in plan.jobs:
             print(f"would submit {job.name} in {job.chunk_dir}: {' '.join(job.command)}")
         system.submit(plan.jobs, dry_run=True)
@@ -67,6 +69,10 @@ def cmd_run(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     if args.clobber:
         remove_outputs(layout, recs, plan.jobs)
     t0 = time.monotonic()
+    if plan.stuck:
+        logger.warning("cancelling %d queued chunk(s) that cannot start, to resubmit them",
+                       len(plan.stuck))
+        system.cancel(plan.stuck)
     if plan.jobs:
         system.submit(plan.jobs)
     watched = plan.jobs + plan.active
@@ -83,7 +89,11 @@ def cmd_run(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     waited = f" (and waited for {plan.skipped_active} already active)" if plan.active else ""
     print(f"submitted {len(plan.jobs)} chunk(s) with system '{conf.system}' "
           f"in {elapsed:.1f} s: {summary}{waited}")
-    return 1 if states.get("failed") else 0
+    if states.get("stuck"):
+        print(f"{states['stuck']} chunk(s) are queued but cannot start as requested (see the "
+              f"warnings above); change queue/walltime/mem/cpus in {args.run_config} and "
+              f"run again")
+    return 1 if states.get("failed") or states.get("stuck") else 0
 
 
 def cmd_status(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:

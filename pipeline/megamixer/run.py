@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .layout import RunLayout
@@ -20,6 +20,7 @@ class RunPlan:
     skipped_done: int     # chunks with output
     active: list          # ChunkJob already queued or running (not resubmitted)
     skipped_tiles: list   # tiles already collated
+    stuck: list = field(default_factory=list)  # queued jobs that cannot start: cancel, resubmit
 
     @property
     def skipped_active(self) -> int:
@@ -39,8 +40,10 @@ def check_seed(seed: int | None, recs: list[TileRecord]) -> None:
 
 def plan_run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], system,
              jobs_by_tile: dict, clobber: bool = False, seed: int | None = None) -> RunPlan:
-    """Which chunks to submit: those without output that are not queued or running;
-    every chunk with ``clobber`` (even of collated tiles)."""
+    """Which chunks to submit: those without output that are not queued or running
+    (a queued job that cannot start is cancelled and resubmitted, so a corrected
+    queue or wall time takes effect); every chunk with ``clobber`` (even of
+    collated tiles)."""
     check_seed(seed, recs)
     plan = RunPlan([], 0, [], [])
     todo = []
@@ -60,6 +63,8 @@ def plan_run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], system,
             elif state == "done" and not clobber:
                 plan.skipped_done += 1
             else:
+                if state == "stuck":
+                    plan.stuck.append(job)
                 plan.jobs.append(job)
     return plan
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from .layout import RunLayout
 from .tilerecord import TileRecord
 
-COLUMNS = ("done", "failed", "running", "pending", "not_submitted", "unknown")
+COLUMNS = ("done", "failed", "running", "pending", "stuck", "not_submitted", "unknown")
 LOG_TAIL = 15
 
 

@@ -10,7 +10,9 @@ the scheduler's view with the files the job script leaves behind:
   job script as its last act (0 -> DONE, anything else -> FAILED).
 
 A job the scheduler no longer runs that left no ``exit_status`` (killed, cancelled,
-node failure) is FAILED, never RUNNING forever.
+node failure) is FAILED, never RUNNING forever. A queued job the scheduler says can
+never start as requested (e.g. a wall time above the partition's limit) is STUCK:
+not active, so ``wait`` does not block on it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class JobState(str, Enum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     NOT_SUBMITTED = "not_submitted"
+    #: queued, but the scheduler will not start it until the request changes
+    STUCK = "stuck"
 
     def __str__(self) -> str:
         return self.value
@@ -192,7 +196,7 @@ def merge_state(sched: JobState | None, exit_code: int | None) -> JobState:
         return JobState.DONE if exit_code == 0 else JobState.FAILED
     if sched is None:
         return JobState.UNKNOWN
-    if sched.active:
+    if sched.active or sched is JobState.STUCK:
         return sched
     # finished or gone without an exit_status: killed, cancelled, node failure
     return JobState.FAILED
