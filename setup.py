@@ -1,4 +1,11 @@
+from glob import glob
+
 from setuptools import find_packages, setup
+
+# configs/ and jobtemplates/ sit beside the package in a checkout; a wheel puts them
+# under <prefix>/share/megamixer/ (found by pipeline.resources.shipped_dir)
+SHIPPED = [(f"share/megamixer/{name}", sorted(glob(f"{name}/*")))
+           for name in ("configs", "jobtemplates")]
 
 setup(
     name="megamixer",
@@ -18,7 +25,7 @@ setup(
     ],
     extras_require={
         "dask": ["dask>=2023.1", "distributed>=2023.1", "dask-jobqueue>=0.8"],
-        "test": ["pytest>=7", "pytest-timeout>=2.1"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "wheel"],
     },
     entry_points={
         "console_scripts": [
@@ -31,4 +38,5 @@ setup(
         ],
     },
     include_package_data=True,
+    data_files=SHIPPED,
 )

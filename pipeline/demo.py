@@ -18,10 +18,11 @@ from typing import Sequence
 import numpy as np
 
 from .cli.common import add_log_level, run_cli, setup_logging
+from .resources import shipped_dir
 
 logger = logging.getLogger("megamixer-demo")
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+CONFIG_DIR = str(shipped_dir("configs"))
 
 
 def build_parser() -> argparse.ArgumentParser:

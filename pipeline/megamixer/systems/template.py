@@ -16,18 +16,19 @@ from pathlib import Path
 from typing import Mapping
 
 from ...errors import ConfigError, InputFileError
+from ...resources import shipped_dir
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 def template_dir(override: str | os.PathLike | None = None) -> Path:
-    """Folder of the job templates: ``override``, ``$MEGAMIXER_JOBTEMPLATES`` or the repo's."""
+    """Folder of the job templates: ``override``, ``$MEGAMIXER_JOBTEMPLATES`` or the
+    ``jobtemplates/`` shipped with the package."""
     if override is None:
         override = os.environ.get("MEGAMIXER_JOBTEMPLATES")
     if override:
         return Path(override)
-    # pipeline/megamixer/systems/template.py -> <repo>/jobtemplates
-    return Path(__file__).resolve().parents[3] / "jobtemplates"
+    return shipped_dir("jobtemplates")
 
 
 @lru_cache(maxsize=32)
