@@ -565,6 +565,60 @@ def _row_normal(jr, na, mrow, img, sqw, base, ncol, rbuf, Jl, Jrl, stats, want_j
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
+def _row_a(tab, k, jac) -> float:
+    """A of component k's chi2 = A c^2 + B c + C along any image row."""
+    dvdc = jac[3]
+    dudc = jac[5]
+    return (tab[k, _IVV] * dvdc * dvdc + 2.0 * tab[k, _IVU] * dvdc * dudc
+            + tab[k, _IUU] * dudc * dudc)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _row_quadratic(tab, k, r, jac):
+    """Component k along image row r: the (v, u) offsets of column 0 from its
+    centre and B, C of its chi2 = A c^2 + B c + C in the column c."""
+    ivv = tab[k, _IVV]
+    ivu = tab[k, _IVU]
+    iuu = tab[k, _IUU]
+    dvdc = jac[3]
+    dudc = jac[5]
+    dv0 = jac[2] * (r - jac[0]) - dvdc * jac[1] - tab[k, _V]
+    du0 = jac[4] * (r - jac[0]) - dudc * jac[1] - tab[k, _U]
+    B = 2.0 * (ivv * dv0 * dvdc + ivu * (dv0 * dudc + du0 * dvdc) + iuu * du0 * dudc)
+    C = ivv * dv0 * dv0 + 2.0 * ivu * dv0 * du0 + iuu * du0 * du0
+    return dv0, du0, B, C
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _component_row(kind, tab, k, mrow, jr, ebuf, clo, chi, dv0, du0, jac) -> None:
+    """Add component k's model (``mrow``) and derivative rows (``jr``, layout
+    [parameter, column]) over columns [clo, chi]; ``ebuf`` holds its exponentials."""
+    pn = tab[k, _PN]
+    if kind == KIND_SHARED:
+        _deriv_shared(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], dv0, du0,
+                      jac[3], jac[5], tab[k, _IVV], tab[k, _IVU], tab[k, _IUU],
+                      tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
+                      tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
+                      tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
+                      tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3])
+    elif kind == KIND_BDF:
+        _deriv_bdf(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], tab[k, _B],
+                   dv0, du0, jac[3], jac[5], tab[k, _IVV], tab[k, _IVU], tab[k, _IUU],
+                   tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
+                   tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
+                   tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
+                   tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3])
+    else:
+        _deriv_generic(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], dv0, du0,
+                       jac[3], jac[5], tab[k, _IVV], tab[k, _IVU], tab[k, _IUU],
+                       tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
+                       tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
+                       tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
+                       tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3],
+                       int(tab[k, _TIDX]), int(tab[k, _FIDX]))
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
 def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
              psf_tab, JtJ, Jtr, stats, want_jac) -> int:
     """chi2 = sum w (model - data)^2 over all epochs and, if ``want_jac``, the
@@ -628,63 +682,26 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
         if want_jac:
             Jl[:, :] = 0.0
             Jrl[:] = 0.0
-        row0 = jac[0]
-        col0 = jac[1]
-        dvdr = jac[2]
-        dvdc = jac[3]
-        dudr = jac[4]
-        dudc = jac[5]
         # chi2 along a row is A c^2 + B c + C; A and the recurrence factor
         # exp(-A) are constant per component
         for k in range(ncomp):
-            Ak[k] = (tab[k, _IVV] * dvdc * dvdc + 2.0 * tab[k, _IVU] * dvdc * dudc
-                     + tab[k, _IUU] * dudc * dudc)
+            Ak[k] = _row_a(tab, k, jac)
             qk[k] = math.exp(-Ak[k])
         for r in range(nrow):
             mrow[:ncol] = 0.0
             if want_jac:
                 jr[:, :ncol] = 0.0
             for k in range(ncomp):
-                ivv = tab[k, _IVV]
-                ivu = tab[k, _IVU]
-                iuu = tab[k, _IUU]
                 A = Ak[k]
-                dv0 = dvdr * (r - row0) - dvdc * col0 - tab[k, _V]
-                du0 = dudr * (r - row0) - dudc * col0 - tab[k, _U]
-                B = 2.0 * (ivv * dv0 * dvdc + ivu * (dv0 * dudc + du0 * dvdc)
-                           + iuu * du0 * dudc)
-                C = ivv * dv0 * dv0 + 2.0 * ivu * dv0 * du0 + iuu * du0 * du0
+                dv0, du0, B, C = _row_quadratic(tab, k, r, jac)
                 clo, chi, c0 = _row_range(A, B, C, ncol)
                 if clo > chi:
                     continue
-                q = qk[k]
-                pn = tab[k, _PN]
                 if not want_jac:
-                    _model_row(mrow, A, B, C, clo, chi, c0, q, pn)
+                    _model_row(mrow, A, B, C, clo, chi, c0, qk[k], tab[k, _PN])
                     continue
-                _fill_row_exp(ebuf, A, B, C, clo, chi, c0, q)
-                if kind == KIND_SHARED:
-                    _deriv_shared(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], dv0, du0,
-                                  dvdc, dudc, ivv, ivu, iuu,
-                                  tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
-                                  tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
-                                  tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
-                                  tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3])
-                elif kind == KIND_BDF:
-                    _deriv_bdf(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], tab[k, _B],
-                               dv0, du0, dvdc, dudc, ivv, ivu, iuu,
-                               tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
-                               tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
-                               tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
-                               tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3])
-                else:
-                    _deriv_generic(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], dv0, du0,
-                                   dvdc, dudc, ivv, ivu, iuu,
-                                   tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
-                                   tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
-                                   tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
-                                   tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3],
-                                   int(tab[k, _TIDX]), int(tab[k, _FIDX]))
+                _fill_row_exp(ebuf, A, B, C, clo, chi, c0, qk[k])
+                _component_row(kind, tab, k, mrow, jr, ebuf, clo, chi, dv0, du0, jac)
             _row_normal(jr, na, mrow, img, sqw, off + r * ncol, ncol, rbuf, Jl, Jrl, stats,
                         want_jac)
         if want_jac:

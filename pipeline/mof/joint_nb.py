@@ -1,19 +1,18 @@
 """Numba kernel for the joint MOF fit: one member's convolved model on one stamp
 and its per-pixel derivatives (the member's block of the group Jacobian).
 
-Same model algebra as ``gmix.render_nb.fit_eval`` (whose component builder and
-row recurrences it reuses), but it keeps the per-pixel derivative rows instead
-of reducing them to J^T J, because in a joint fit the residual of a pixel is
-the sum of all members' models.
+Same model algebra as ``gmix.render_nb.fit_eval`` (whose component builder, row
+recurrences and derivative passes it reuses), but it keeps the per-pixel
+derivative rows instead of reducing them to J^T J, because in a joint fit the
+residual of a pixel is the sum of all members' models.
 """
 
 import math
 
 from numba import njit
 
-from ..gmix.render_nb import (KIND_BDF, _A, _B, _G1, _G2, _IUU, _IVU, _IVV, _NCOLS,
-                              _PN, _TIDX, _TT, _U, _V, _build_components, _fill_row_exp,
-                              _row_range)
+from ..gmix.render_nb import (_NCOLS, _build_components, _component_row, _fill_row_exp,
+                              _row_a, _row_quadratic, _row_range)
 
 import numpy as np
 
@@ -35,64 +34,33 @@ def model_and_jac(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
     if ncomp < 0:
         return -1
     na = nshape + 1
-    model[:] = 0.0
-    J[:, :] = 0.0
+    mrow = np.empty(ncol)
+    jr = np.empty((na, ncol))
     ebuf = np.empty(ncol)
-    row0 = jac[0]
-    col0 = jac[1]
-    dvdr = jac[2]
-    dvdc = jac[3]
-    dudr = jac[4]
-    dudc = jac[5]
-    touched = 0
+    Ak = np.empty(ncomp)
     for k in range(ncomp):
-        ivv = tab[k, _IVV]
-        ivu = tab[k, _IVU]
-        iuu = tab[k, _IUU]
-        A = ivv * dvdc * dvdc + 2.0 * ivu * dvdc * dudc + iuu * dudc * dudc
-        if not (A > 0.0):
-            continue
-        q = math.exp(-A)
-        pn = tab[k, _PN]
-        an = tab[k, _A]
-        bn = tab[k, _B]
-        lt = int(tab[k, _TIDX])
-        # the flux of this band is the last local parameter
-        lf = na - 1
-        for r in range(nrow):
-            dv0 = dvdr * (r - row0) - dvdc * col0 - tab[k, _V]
-            du0 = dudr * (r - row0) - dudc * col0 - tab[k, _U]
-            B = 2.0 * (ivv * dv0 * dvdc + ivu * (dv0 * dudc + du0 * dvdc) + iuu * du0 * dudc)
-            C = ivv * dv0 * dv0 + 2.0 * ivu * dv0 * du0 + iuu * du0 * du0
+        Ak[k] = _row_a(tab, k, jac)
+    touched = 0
+    for r in range(nrow):
+        mrow[:] = 0.0
+        jr[:, :] = 0.0
+        for k in range(ncomp):
+            A = Ak[k]
+            if not (A > 0.0):
+                continue
+            dv0, du0, B, C = _row_quadratic(tab, k, r, jac)
             clo, chi, c0 = _row_range(A, B, C, ncol)
             if clo > chi:
                 continue
-            _fill_row_exp(ebuf, A, B, C, clo, chi, c0, q)
-            base = r * ncol
-            for c in range(clo, chi + 1):
-                ev = ebuf[c]
-                pe = pn * ev
-                dv = dv0 + dvdc * c
-                du = du0 + dudc * c
-                wv = ivv * dv + ivu * du
-                wu = ivu * dv + iuu * du
-                qvv = wv * wv
-                qvu = wv * wu
-                quu = wu * wu
-                i = base + c
-                model[i] += pe
-                J[i, 0] += pe * wv
-                J[i, 1] += pe * wu
-                J[i, 2] += pe * (tab[k, _G1] * qvv + tab[k, _G1 + 1] * qvu
-                                 + tab[k, _G1 + 2] * quu - tab[k, _G1 + 3])
-                J[i, 3] += pe * (tab[k, _G2] * qvv + tab[k, _G2 + 1] * qvu
-                                 + tab[k, _G2 + 2] * quu - tab[k, _G2 + 3])
-                J[i, lt] += pe * (tab[k, _TT] * qvv + tab[k, _TT + 1] * qvu
-                                  + tab[k, _TT + 2] * quu - tab[k, _TT + 3])
-                J[i, lf] += an * ev
-                if kind == KIND_BDF:
-                    J[i, 5] += bn * ev
-                touched += 1
+            _fill_row_exp(ebuf, A, B, C, clo, chi, c0, math.exp(-A))
+            # shared-shape and bdf rows: (v, u, g1, g2, T[, fracdev], this band's flux)
+            _component_row(kind, tab, k, mrow, jr, ebuf, clo, chi, dv0, du0, jac)
+            touched += chi - clo + 1
+        base = r * ncol
+        for c in range(ncol):
+            model[base + c] = mrow[c]
+            for a in range(na):
+                J[base + c, a] = jr[a, c]
     return touched
 
 
