@@ -108,6 +108,9 @@ def test_outputs_have_reference_tables(full_run):
     # every used epoch is listed once per object, and matches nimage_use
     counts = np.bincount(np.searchsorted(models["id"], epochs["id"]), minlength=len(models))
     assert np.array_equal(counts, models["nimage_use"].sum(axis=1))
+    # the coellip3 mixtures hold ~99% of the Moffat PSF stamps' light
+    frac = epochs["psf_fit_flux_frac"][epochs["psf_fit_flags"] == 0]
+    assert 0.985 < np.median(frac) < 1.0, np.median(frac)
     assert meta["seed"][0] == SEED
     assert "models:" in meta["config"][0]
     assert not os.path.exists(str(full_run).replace(".fits", "-checkpoint.fits"))
@@ -221,3 +224,4 @@ def test_make_plots_profile_and_work_dir(tile, tmp_path):
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     profile = (tmp_path / "final" / "plots-profile.txt").read_text()
     assert "fit_group" in profile
+
