@@ -80,8 +80,8 @@ def band_epochs(m: MEDS, band: int, index: int, obj_id: int, number: int,
         OUTLIER_NSIGMA, OUTLIER_A)
     npix = images[0].size
     usable = np.flatnonzero(nzero <= conf["max_zero_weight_frac"] * npix)
-    rows = _epoch_rows(m, band, index, (obj_id, number), cutouts[usable], file_ids[usable], jacs[usable],
-                       (npos[usable], wsum[usable], wmax[usable]))
+    rows = _epoch_rows(m, band, index, (obj_id, number), cutouts[usable], file_ids[usable],
+                       jacs[usable], (npos[usable], wsum[usable], wmax[usable]))
     obslist = _observations(m, band, index, cutouts, usable, jacs[usable], images, weights, raw,
                             segs if conf.get("model_nbrs") else None, nbad,
                             keep_raw=conf["region"] != "weight")

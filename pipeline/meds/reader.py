@@ -182,7 +182,8 @@ class MEDS:
                     else np.repeat(size[:, None], self.nmax, axis=1))
             self._psf_rows = self._psf_cols = size
         self._psf_contiguous = np.zeros(self.size, dtype=bool)
-        if self._psf_rows is not None and "psf_start_row" in self._arrays and PSF_EXT in self._cutout_len:
+        if (self._psf_rows is not None and "psf_start_row" in self._arrays
+                and PSF_EXT in self._cutout_len):
             pstart = self._arrays["psf_start_row"].astype("i8")
             npix = self._psf_rows * self._psf_cols
             offsets = np.cumsum(np.where(used, npix, 0), axis=1) - np.where(used, npix, 0)

@@ -135,7 +135,8 @@ def uberseg(weight: np.ndarray, coadd_seg: np.ndarray, segid: int,
 
 
 def reject_outliers(images: Sequence[np.ndarray], weights: Sequence[np.ndarray],
-                    nsigma: float = OUTLIER_NSIGMA, A: float = OUTLIER_A) -> int:  # noqa: N803 - published name
+                    nsigma: float = OUTLIER_NSIGMA,
+                    A: float = OUTLIER_A) -> int:  # noqa: N803 - published name
     """Zero, in place, weights of pixels far from the per-pixel median over epochs.
 
     A pixel is rejected when ``wt*(im-med)**2 > (nsigma + A*|med|*sqrt(wt))**2``
