@@ -67,3 +67,27 @@ def test_unreachable_scheduler_is_one_line_error_and_submits_nothing(tmp_path):
     with pytest.raises(PipelineError, match="tcp://127.0.0.1:9: cannot connect"):
         system.submit(jobs)
     assert system.query(jobs) == {jobs[0].name: JobState.NOT_SUBMITTED}
+
+
+@pytest.mark.slurm
+def test_dask_jobqueue_workers_that_cannot_start_fail_fast(tmp_path, slurm_cluster):  # noqa: F811
+    """Worker jobs asking the 1-minute 'tiny' partition for 10 minutes never start:
+    the submit fails within seconds naming SLURM's reason, submits no chunk and
+    leaves no worker job queued."""
+    pytest.importorskip("dask_jobqueue")
+    import subprocess
+    import time
+
+    from pipeline.errors import PipelineError
+    jobs = make_jobs(tmp_path, 2)
+    system = get_system("dask", cluster="slurm", workers=1, queue="tiny", mem="500M",
+                        walltime="00:10:00", interface="lo")
+    t0 = time.monotonic()
+    with pytest.raises(PipelineError, match=r"cannot start on SLURM \(job \d+: PENDING "
+                                            r"\((PartitionTimeLimit|PartitionConfig)\)"):
+        system.submit(jobs)
+    assert time.monotonic() - t0 < 60
+    assert system.query(jobs) == {j.name: JobState.NOT_SUBMITTED for j in jobs}
+    queued = subprocess.run(["squeue", "-h", "-p", "tiny", "-t", "PENDING,RUNNING", "-o", "%j"],
+                            capture_output=True, text=True).stdout.split()
+    assert "dask-worker" not in queued, queued

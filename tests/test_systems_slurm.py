@@ -76,18 +76,20 @@ def test_job_that_cannot_start_is_stuck_not_pending_forever(tmp_path, caplog):
     fine = make_jobs(tmp_path, 1, tile="TF", queue="tiny", walltime=1)
     system = get_system("slurm", poll=0.5)
     system.submit(stuck + fine)
-    t0 = time.monotonic()
-    with caplog.at_level("WARNING", logger=slurm_module.__name__):
-        final = system.wait(stuck + fine, timeout=60)
-    assert final == {stuck[0].name: JobState.STUCK, fine[0].name: JobState.DONE}
-    assert time.monotonic() - t0 < 60
-    job_id = read_submit_record(stuck[0]).job_id
-    assert scontrol_job(job_id)["Reason"] == "PartitionTimeLimit"
-    warned = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
-    # slurmctld says PartitionConfig at submission, PartitionTimeLimit after a pass
-    assert len(warned) == 1 and job_id in warned[0]
-    assert "PartitionConfig" in warned[0] or "PartitionTimeLimit" in warned[0]
-    system.cancel(stuck)
+    try:
+        t0 = time.monotonic()
+        with caplog.at_level("WARNING", logger=slurm_module.__name__):
+            final = system.wait(stuck + fine, timeout=60)
+        assert final == {stuck[0].name: JobState.STUCK, fine[0].name: JobState.DONE}
+        assert time.monotonic() - t0 < 60
+        job_id = read_submit_record(stuck[0]).job_id
+        assert scontrol_job(job_id)["Reason"] == "PartitionTimeLimit"
+        warned = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
+        # slurmctld says PartitionConfig at submission, PartitionTimeLimit after a pass
+        assert len(warned) == 1 and job_id in warned[0]
+        assert "PartitionConfig" in warned[0] or "PartitionTimeLimit" in warned[0]
+    finally:
+        system.cancel(stuck)  # a stuck job would otherwise stay queued for good
     assert system.wait(stuck, poll=0.5, timeout=30) == {stuck[0].name: JobState.FAILED}
 
 

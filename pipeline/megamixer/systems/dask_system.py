@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import subprocess
+import tempfile
+import time
 import uuid
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -28,6 +29,35 @@ from .local import _set_live, live_state, owner_state, process_start_time
 log = logging.getLogger(__name__)
 
 CLUSTERS = ("local", "slurm")
+
+
+def wait_for_slurm_workers(client: Any, cluster: Any, timeout: float,
+                           poll: float = 2.0) -> None:
+    """Return once a dask-jobqueue worker has joined; raise a one-line error as soon
+    as SLURM says every worker job cannot start as requested, or after ``timeout``."""
+    from .slurm import SlurmSystem, never_starts, parse_squeue
+
+    query = SlurmSystem().query_command
+    deadline = time.monotonic() + timeout
+    while True:
+        if client.scheduler_info().get("workers"):
+            return
+        ids = [job.job_id for job in cluster.workers.values() if getattr(job, "job_id", None)]
+        seen = {}
+        if ids:
+            try:
+                proc = subprocess.run(query(ids), capture_output=True, text=True, timeout=60)
+                seen = parse_squeue(proc.stdout) if proc.returncode == 0 else {}
+            except (OSError, subprocess.TimeoutExpired):
+                seen = {}
+        about = ", ".join(f"job {i}: {st} ({why})" for i, (st, why) in seen.items())
+        if seen and all(st == "PENDING" and never_starts(why) for st, why in seen.values()):
+            raise PipelineError(f"dask-jobqueue workers cannot start on SLURM ({about}); "
+                                "change queue/walltime/mem/cpus")
+        if time.monotonic() > deadline:
+            raise PipelineError(f"no dask-jobqueue worker started within {timeout:.0f} s"
+                                + (f" ({about})" if about else ""))
+        time.sleep(poll)
 
 
 class DaskSystem(BatchSystem):
@@ -54,6 +84,7 @@ class DaskSystem(BatchSystem):
         self.cluster_options = dict(cluster_options or {})
         self._futures: dict[str, Any] = {}
         self.connect_timeout = "20s"
+        self.worker_timeout = 300.0  # s for the first dask-jobqueue worker to start
         self.log_directory = tempfile.gettempdir()  # set to the run tree on submit
 
     def submit_command(self, job: ChunkJob) -> SubmitCommand:
@@ -86,7 +117,7 @@ class DaskSystem(BatchSystem):
         try:
             with Client(cluster) as client:
                 if self.cluster == "slurm":
-                    client.wait_for_workers(1, timeout=300)
+                    wait_for_slurm_workers(client, cluster, self.worker_timeout)
                 yield client
         finally:
             cluster.close()
