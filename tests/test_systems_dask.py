@@ -91,3 +91,20 @@ def test_dask_jobqueue_workers_that_cannot_start_fail_fast(tmp_path, slurm_clust
     queued = subprocess.run(["squeue", "-h", "-p", "tiny", "-t", "PENDING,RUNNING", "-o", "%j"],
                             capture_output=True, text=True).stdout.split()
     assert "dask-worker" not in queued, queued
+
+
+@pytest.mark.slurm
+def test_dask_jobqueue_workers_still_queued_time_out(tmp_path, slurm_cluster):  # noqa: F811
+    """Worker jobs held back for a reason that clears by itself (a start time an hour
+    ahead): after ``worker_timeout`` the submit fails naming the reason."""
+    pytest.importorskip("dask_jobqueue")
+    from pipeline.errors import PipelineError
+    jobs = make_jobs(tmp_path, 1)
+    system = get_system("dask", cluster="slurm", workers=1, queue="debug", mem="500M",
+                        walltime="00:10:00", interface="lo",
+                        cluster_options={"job_extra_directives": ["--begin=now+3600"]})
+    system.worker_timeout = 4.0
+    with pytest.raises(PipelineError, match=r"no dask-jobqueue worker started within 4 s "
+                                            r"\(job \d+: PENDING \(BeginTime\)\)"):
+        system.submit(jobs)
+    assert system.query(jobs) == {jobs[0].name: JobState.NOT_SUBMITTED}
