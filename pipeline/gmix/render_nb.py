@@ -565,6 +565,22 @@ def _row_normal(jr, na, mrow, img, sqw, base, ncol, rbuf, Jl, Jrl, stats, want_j
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
+def scatter_normal(Jl, Jrl, idx, JtJ, Jtr) -> None:
+    """Add local normal equations (upper triangle of ``Jl``, and ``Jrl``) into the
+    global ones; local parameter a is global ``idx[a]`` (two local parameters may
+    share a global one: both triangle halves then land on it)."""
+    n = idx.size
+    for a in range(n):
+        ga = idx[a]
+        Jtr[ga] += Jrl[a]
+        for b in range(a, n):
+            gb = idx[b]
+            JtJ[ga, gb] += Jl[a, b]
+            if b != a:
+                JtJ[gb, ga] += Jl[a, b]
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _row_a(tab, k, jac) -> float:
     """A of component k's chi2 = A c^2 + B c + C along any image row."""
     dvdc = jac[3]
@@ -705,12 +721,5 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
             _row_normal(jr, na, mrow, img, sqw, off + r * ncol, ncol, rbuf, Jl, Jrl, stats,
                         want_jac)
         if want_jac:
-            for a in range(na):
-                ga = act[a]
-                Jtr[ga] += Jrl[a]
-                for b in range(a, na):
-                    gb = act[b]
-                    JtJ[ga, gb] += Jl[a, b]
-                    if gb != ga:
-                        JtJ[gb, ga] += Jl[a, b]
+            scatter_normal(Jl, Jrl, act, JtJ, Jtr)
     return 0

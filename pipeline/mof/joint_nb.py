@@ -12,7 +12,7 @@ import math
 from numba import njit
 
 from ..gmix.render_nb import (_NCOLS, _build_components, _component_row, _fill_row_exp,
-                              _row_a, _row_quadratic, _row_range)
+                              _row_a, _row_quadratic, _row_range, scatter_normal)
 
 import numpy as np
 
@@ -120,12 +120,5 @@ def stamp_normal(x, npar, kind, pvals, fvals, nshape, ndisk, band, jac, img, sqw
                 for b in range(a, nl):
                     Jl[a, b] += ja * Jall[i, b] * s
     if want_jac:
-        for a in range(nl):
-            ga = gidx[a]
-            Jtr[ga] += Jrl[a]
-            for b in range(a, nl):
-                gb = gidx[b]
-                JtJ[ga, gb] += Jl[a, b]
-                if gb != ga:
-                    JtJ[gb, ga] += Jl[a, b]
+        scatter_normal(Jl, Jrl, gidx, JtJ, Jtr)
     return chi2
