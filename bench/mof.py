@@ -34,7 +34,8 @@ model_pars:
     T: {{type: TwoSidedErf, pars: [-10.0, 0.03, 1.0e+6, 1.0e+5]}}
     counts: {{type: TwoSidedErf, pars: [-1.0e+4, 1.0, 1.0e+9, 1.0e+8]}}
 """
-MOF_BLOCK = "mof: {{method: {method}, joint_max_group: 6, maxerr_conv: {maxerr}, max_itr: 25}}\n"
+MOF_BLOCK = ("mof: {{method: {method}, joint_max_group: 6, maxerr_conv: {maxerr}, max_itr: 25, "
+             "min_useg_itr: {useg}}}\n")
 
 
 def run(*args) -> float:
@@ -71,27 +72,30 @@ def main() -> None:
                 os.path.join(d, "nbrs.fits"), "--fof-file", fof)
     print(f"neighbours + FoF for {args.nobj} objects: {tnbrs:.1f} s wall")
     truth = fitsio.read(os.path.join(d, "B-truth.fits"))
-    cases = [("single (max, uberseg)", "max", "false", None, None),
-             ("MOF joint", "mof", "true", "joint", 0.5),
-             ("MOF iterate", "mof", "true", "iterate", 0.1)]
-    for label, fitter, nbrs, method, maxerr in cases:
-        conf = os.path.join(d, f"{fitter}-{method}.yaml")
+    # min_useg_itr: the sweep from which raw weights replace uberseg (1, as in ngmixer;
+    # 100: uberseg throughout)
+    cases = [("single (max, uberseg)", "max", "false", None, None, None),
+             ("MOF joint", "mof", "true", "joint", 0.5, 1),
+             ("MOF iterate", "mof", "true", "iterate", 0.1, 1),
+             ("MOF iterate, uberseg kept", "mof", "true", "iterate", 0.1, 100)]
+    for label, fitter, nbrs, method, maxerr, useg in cases:
+        conf = os.path.join(d, f"{fitter}-{method}-{useg}.yaml")
         text = CONFIG.format(fitter=fitter, nbrs=nbrs)
         if method:
-            text += MOF_BLOCK.format(method=method, maxerr=maxerr)
+            text += MOF_BLOCK.format(method=method, maxerr=maxerr, useg=useg)
         with open(conf, "w") as fobj:
             fobj.write(text)
-        out = os.path.join(d, f"{fitter}-{method}.fits")
+        out = os.path.join(d, f"{fitter}-{method}-{useg}.fits")
         extra = ["--fof-file", fof] if method else []
         try:
             wall = run("pipeline.cli.ngmixit", conf, out, *meds, *extra, "--seed", 1)
         except subprocess.CalledProcessError as err:
-            print(f"{label:24s} failed ({err.returncode})")
+            print(f"{label:26s} failed ({err.returncode})")
             continue
         cat = fitsio.read(out, ext="model_fits")
         per_obj = float(np.sum(cat["time_last_fit"])) / len(cat)
         err, n = accuracy(out, truth)
-        print(f"{label:24s} {1e3 * per_obj:7.1f} ms/object (fit), {wall:6.1f} s wall; "
+        print(f"{label:26s} {1e3 * per_obj:7.1f} ms/object (fit), {wall:6.1f} s wall; "
               f"median |dflux/flux| of {n} bright blended galaxies {err:.3f}")
     if args.nbrs_nobj:
         print(f"neighbour and FoF build on {args.nbrs_nobj} synthetic objects (bench/nbrs.py):",
