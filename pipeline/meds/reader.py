@@ -457,7 +457,8 @@ class MEDS:
 
     def get_jacobian_array(self, iobj: int, icuts: Sequence[int]) -> np.ndarray:
         """Jacobians of cutouts ``icuts`` as an ``(n, 6)`` float64 array with columns
-        (row0, col0, dudrow, dudcol, dvdrow, dvdcol)."""
+        (row0, col0, dudrow, dudcol, dvdrow, dvdcol): ``regions.JACOBIAN_FIELDS``,
+        the order ``regions.map_coadd_seg_stack`` takes."""
         iobj, icuts = self._check_cuts(iobj, icuts)
         if self._jacobian_table is None:
             for col in _JACOBIAN_COLUMNS:
