@@ -68,13 +68,13 @@ def _write_run_files(args, outdir: str, tile: str) -> tuple[str, str]:
 
 def summarize(collated: str, truth_path: str, png: str, elapsed: float) -> dict:
     """Match the catalogue to truth, print a summary, draw flux and s2n panels."""
-    import fitsio
+    from .fitsfile import read_table
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cat = fitsio.read(collated, ext="model_fits")
-    truth = fitsio.read(truth_path)
+    cat = read_table(collated, ext="model_fits")
+    truth = read_table(truth_path)
     order = np.argsort(truth["id"])
     idx = order[np.searchsorted(truth["id"], cat["id"], sorter=order)]
     truth = truth[idx]

@@ -48,7 +48,7 @@ from scipy.spatial import cKDTree
 
 from .config import Key, load_config, validate
 from .errors import ConfigError, InputFileError
-from .fileio import atomic_path
+from .fitsfile import atomic_fits, open_fits
 
 logger = logging.getLogger(__name__)
 
@@ -494,22 +494,17 @@ def write_fofs(path: str | os.PathLike, fofs: np.ndarray, clobber: bool = True) 
 
 
 def _write_table(path, data: np.ndarray, extname: str, clobber: bool) -> None:
-    import fitsio
-
-    with atomic_path(path, clobber=clobber) as tmp:
-        with fitsio.FITS(tmp, "rw", clobber=True) as fits:
-            fits.write(data, extname=extname)
+    with atomic_fits(path, clobber=clobber) as fits:
+        fits.write(data, extname=extname)
 
 
 def _read_table(path, extname: str, columns: Sequence[str]) -> np.ndarray:
     """Read table ``extname`` (or HDU 1 of an unnamed legacy file) with ``columns``."""
-    import fitsio
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputFileError(path, f"{extname} file not found")
     try:
-        with fitsio.FITS(path) as fits:
+        with open_fits(path) as fits:
             if extname in fits:
                 hdu = fits[extname]
             elif len(fits) > 1 and fits[1].get_extname() == "":

@@ -8,12 +8,11 @@ import json
 import os
 from typing import Any
 
-import fitsio
 import numpy as np
 
 from . import __version__
 from .errors import InputFileError
-from .fileio import atomic_path
+from .fitsfile import atomic_fits, open_fits
 from .fitters.base import default_row
 
 MODEL_FITS = "model_fits"
@@ -95,13 +94,12 @@ def make_meta_table(conf_text: str, meds_files: list[str], meds_meta: list[Any],
 def write_fit_output(path: str, model_fits: np.ndarray, epoch_data: np.ndarray,
                      meta: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
     """Write the three tables (plus ``extra``) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        with fitsio.FITS(tmp, "rw", clobber=True) as fits:
-            fits.write(model_fits, extname=MODEL_FITS)
-            fits.write(epoch_data, extname=EPOCH_DATA)
-            fits.write(meta, extname=META_DATA)
-            for name, table in (extra or {}).items():
-                fits.write(table, extname=name)
+    with atomic_fits(path) as fits:
+        fits.write(model_fits, extname=MODEL_FITS)
+        fits.write(epoch_data, extname=EPOCH_DATA)
+        fits.write(meta, extname=META_DATA)
+        for name, table in (extra or {}).items():
+            fits.write(table, extname=name)
 
 
 def write_checkpoint(path: str, model_fits: np.ndarray, epoch_data: np.ndarray,
@@ -109,17 +107,16 @@ def write_checkpoint(path: str, model_fits: np.ndarray, epoch_data: np.ndarray,
     """Atomic checkpoint: results so far and the state needed to resume."""
     table = np.zeros(1, dtype=[("state", f"U{len(json.dumps(state))}")])
     table["state"] = json.dumps(state)
-    with atomic_path(path) as tmp:
-        with fitsio.FITS(tmp, "rw", clobber=True) as fits:
-            fits.write(model_fits, extname=MODEL_FITS)
-            fits.write(epoch_data, extname=EPOCH_DATA)
-            fits.write(table, extname=CHECKPOINT)
+    with atomic_fits(path) as fits:
+        fits.write(model_fits, extname=MODEL_FITS)
+        fits.write(epoch_data, extname=EPOCH_DATA)
+        fits.write(table, extname=CHECKPOINT)
 
 
 def read_checkpoint(path: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """Read a checkpoint written by :func:`write_checkpoint`."""
     try:
-        with fitsio.FITS(path) as fits:
+        with open_fits(path) as fits:
             model_fits = fits[MODEL_FITS].read()
             epoch_data = fits[EPOCH_DATA].read() if fits[EPOCH_DATA].get_nrows() else None
             state = json.loads(str(fits[CHECKPOINT].read()["state"][0]))

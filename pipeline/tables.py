@@ -5,19 +5,17 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import fitsio
 import numpy as np
 
 from .errors import InputFileError
+from .fitsfile import open_fits
 
 
 def read_table(path: str | os.PathLike, columns: Sequence[str], ext: int | str = 1) -> np.ndarray:
     """Read a FITS table and check it has ``columns``; one-line errors on bad files."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputFileError(path, "file not found")
     try:
-        with fitsio.FITS(path) as fits:
+        with open_fits(path) as fits:
             if len(fits) <= 1 and ext == 1:
                 raise InputFileError(path, "no table extension")
             data = fits[ext].read()

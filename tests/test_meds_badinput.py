@@ -71,7 +71,7 @@ CASES = {
     "no_object_data": "no 'object_data' HDU",
     "no_image_cutouts": "no 'image_cutouts' HDU",
     "past_end": "object 7 cutout 1: start_row",
-    "missing": "no such file",
+    "missing": "file not found",
     "directory": "is a directory",
 }
 

@@ -313,7 +313,7 @@ def test_write_read_roundtrip_and_bad_files(tmp_path):
     gap["fofid"] = [0, 2, 0]
     fitsio.write(tmp_path / "gap.fits", gap, extname="fofs")
     fitsio.write(tmp_path / "wrongext.fits", fofs, extname="other")
-    cases = {"missing.fits": "not found", "junk.fits": "cannot read",
+    cases = {"missing.fits": "not found", "junk.fits": "not a readable FITS file",
              "nocol.fits": r"lacks column\(s\) number", "gap.fits": "not contiguous",
              "wrongext.fits": "no 'fofs' extension"}
     for name, problem in cases.items():

@@ -443,11 +443,8 @@ class MOFFitter(MaxLikeFitter):
 
 def read_mof_pars(path: str, model: str) -> dict:
     """number -> (pars, ok, fracdev, TdByTe) of ``model`` from an earlier MOF output."""
-    import fitsio
-    try:
-        data = fitsio.read(path, ext="model_fits")
-    except (OSError, ValueError) as err:
-        raise InputFileError(path, f"cannot read model_fits: {err}") from None
+    from ..fitsfile import read_table
+    data = read_table(path, ext="model_fits")
     need = ("number", f"{model}_pars", f"{model}_flags")
     missing = [c for c in need if c not in data.dtype.names]
     if missing:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import fitsio
 import numpy as np
 
 from ..errors import InputFileError
+from ..fitsfile import first_line, open_fits_persistent
 from . import regions
 from .rawread import RawSliceReader, is_plain_fits, raw_layout
 from .schema import CUTOUT_DTYPES, IMAGE_INFO, METADATA, OBJECT_DATA, PSF_EXT, cutout_ext
@@ -29,14 +29,6 @@ _REQUIRED_COLUMNS = ("box_size", "ncutout", "start_row")
 _JACOBIAN_COLUMNS = ("cutout_row", "cutout_col", "dudrow", "dudcol", "dvdrow", "dvdcol")
 
 
-def _one_line(err: BaseException) -> str:
-    """First non-empty line of an exception message (cfitsio's span several)."""
-    for line in str(err).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(err).__name__
-
-
 class MEDS:
     """Read a MEDS file: ``with MEDS(path) as m: im = m.get_cutout(iobj, icut)``.
 
@@ -45,14 +37,7 @@ class MEDS:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = str(path)
-        if not os.path.exists(self.path):
-            raise InputFileError(self.path, "no such file")
-        if os.path.isdir(self.path):
-            raise InputFileError(self.path, "is a directory, not a MEDS file")
-        try:
-            self._fits = fitsio.FITS(self.path)
-        except OSError as err:
-            raise InputFileError(self.path, f"not a readable FITS file ({_one_line(err)})") from None
+        self._fits = open_fits_persistent(self.path)
         try:
             self._index_hdus()
             self._load_tables()
@@ -111,7 +96,7 @@ class MEDS:
         try:
             return self._hdus[name].read()
         except Exception as err:  # noqa: BLE001 - any read failure is bad input
-            raise self._error(f"cannot read '{name}' table ({_one_line(err)})") from None
+            raise self._error(f"cannot read '{name}' table ({first_line(err)})") from None
 
     def _load_tables(self) -> None:
         if self._hdus[OBJECT_DATA].get_exttype() == "IMAGE_HDU":
@@ -318,7 +303,7 @@ class MEDS:
                 return self._raw.read(key, start, npix)
             return self._hdus[ext][start:start + npix]
         except Exception as err:  # noqa: BLE001 - cfitsio read errors are bad input
-            raise self._error(f"cannot read '{ext}' ({_one_line(err)})") from None
+            raise self._error(f"cannot read '{ext}' ({first_line(err)})") from None
 
     # --------------------------------------------------------------- cutouts
     def _object_stamps(self, iobj: int, cutout_type: str) -> np.ndarray | None:

@@ -3,7 +3,7 @@
 The small tables are planned in memory first; the 1-D cutout HDUs are then
 created at full length and each object's stamps are written at their offset,
 so memory does not grow with the file. Output goes to a temporary name and is
-renamed into place (``atomic_path``). No timestamps are written: the same
+renamed into place (``atomic_fits``). No timestamps are written: the same
 inputs give a byte-identical file.
 """
 
@@ -19,7 +19,7 @@ import fitsio
 import numpy as np
 
 from ..errors import PipelineError
-from ..fileio import atomic_path
+from ..fitsfile import atomic_fits
 from .schema import (CUTOUT_DTYPES, DEFAULT_MAGZP_REF, IMAGE_INFO, METADATA, OBJECT_DATA,
                      OFF_IMAGE_FILL, PSF_DTYPE, PSF_EXT, UNUSED, cutout_ext)
 from .wcs import MedsWCS
@@ -357,19 +357,18 @@ def write_meds(path: str | os.PathLike, catalog: np.ndarray, images: list[Source
 
     box2 = obj["box_size"] ** 2
     ntot = int(np.sum(obj["ncutout"] * box2))
-    with atomic_path(path, clobber=clobber) as tmp:
-        with fitsio.FITS(tmp, "rw") as fits:
-            fits.write(obj, extname=OBJECT_DATA)
-            fits.write(info, extname=IMAGE_INFO)
-            fits.write(meta, extname=METADATA)
-            for t in types:
-                fits.create_image_hdu(dims=[ntot], dtype=CUTOUT_DTYPES[t],
-                                      extname=cutout_ext(t))
-            if "psf_start_row" in obj.dtype.names:
-                sizes = np.array([s[0] * s[1] if s else 0 for s in psf_shapes], dtype="i8")
-                used = obj["psf_start_row"] != UNUSED
-                npsf = int(sizes[obj["file_id"][used]].sum())
-                fits.create_image_hdu(dims=[npsf], dtype=PSF_DTYPE, extname=PSF_EXT)
-            _write_pixels(fits, obj, images, types, psf_shapes)
+    with atomic_fits(path, clobber=clobber) as fits:
+        fits.write(obj, extname=OBJECT_DATA)
+        fits.write(info, extname=IMAGE_INFO)
+        fits.write(meta, extname=METADATA)
+        for t in types:
+            fits.create_image_hdu(dims=[ntot], dtype=CUTOUT_DTYPES[t],
+                                  extname=cutout_ext(t))
+        if "psf_start_row" in obj.dtype.names:
+            sizes = np.array([s[0] * s[1] if s else 0 for s in psf_shapes], dtype="i8")
+            used = obj["psf_start_row"] != UNUSED
+            npsf = int(sizes[obj["file_id"][used]].sum())
+            fits.create_image_hdu(dims=[npsf], dtype=PSF_DTYPE, extname=PSF_EXT)
+        _write_pixels(fits, obj, images, types, psf_shapes)
     log.info("wrote %s: %d objects, %d cutouts, %d pixels per cutout type",
              path, obj.size, int(obj["ncutout"].sum()), ntot)

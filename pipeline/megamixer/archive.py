@@ -7,10 +7,10 @@ import shutil
 import tarfile
 from pathlib import Path
 
-import fitsio
 
 from ..errors import PipelineError
 from ..fileio import atomic_path
+from ..fitsfile import open_fits
 from .layout import RunLayout
 from .tilerecord import TileRecord
 
@@ -32,7 +32,7 @@ def _check_collated(layout: RunLayout, tile: str, what: str) -> None:
         raise PipelineError(f"tile {tile}: not collated; refusing to {what} "
                             f"(run 'megamixit collate' first)")
     try:
-        with fitsio.FITS(str(path)) as fits:
+        with open_fits(path) as fits:
             fits["model_fits"].get_nrows()
     except Exception as err:
         raise PipelineError(f"{path}: unreadable ({str(err).strip().splitlines()[0]}); "

@@ -58,13 +58,8 @@ def read_fofid(fof_path: str | os.PathLike) -> np.ndarray:
     if read_fofs is not None:
         fofs = read_fofs(fof_path)
     else:
-        import fitsio
-        if not os.path.exists(fof_path):
-            raise InputFileError(fof_path, "FoF file not found")
-        try:
-            fofs = fitsio.read(os.fspath(fof_path), ext=1)
-        except (OSError, ValueError) as err:
-            raise InputFileError(fof_path, f"cannot read FoF file: {err}") from None
+        from ..fitsfile import read_table
+        fofs = read_table(fof_path, ext=1)
     if fofs.dtype.names is None or "fofid" not in fofs.dtype.names:
         raise InputFileError(fof_path, "FoF table has no 'fofid' column")
     return np.asarray(fofs["fofid"], dtype=np.int64)

@@ -21,11 +21,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import fitsio
 import numpy as np
 
 from ..errors import InputFileError, PipelineError
-from ..fileio import atomic_path
+from ..fitsfile import atomic_fits, first_line, open_fits
 from .layout import RunLayout
 from .medsinfo import meds_ids, meds_magzp_ref
 from .tilerecord import TileRecord
@@ -57,11 +56,6 @@ class CollateSummary:
     nflagged: int
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _name_list(items: list[str]) -> str:
     shown = ", ".join(items[:MAX_NAMED])
     more = len(items) - MAX_NAMED
@@ -71,7 +65,7 @@ def _name_list(items: list[str]) -> str:
 def read_chunk(path: Path, want_meta: bool) -> tuple[np.ndarray, np.ndarray | None,
                                                      np.ndarray | None]:
     """``(model_fits, epoch_data or None, meta_data or None)`` of a chunk file."""
-    with fitsio.FITS(str(path)) as fits:
+    with open_fits(path) as fits:
         if "model_fits" not in fits:
             raise ValueError("no model_fits extension")
         model = fits["model_fits"].read()
@@ -95,7 +89,7 @@ def read_chunks(layout: RunLayout, rec: TileRecord) -> tuple[list[ChunkTables], 
         try:
             model, epoch, meta = read_chunk(path, want_meta=not good)
         except Exception as err:  # any unreadable file is reported, never half-used
-            bad.append(f"{name} (unreadable: {_first_line(err)})")
+            bad.append(f"{name} (unreadable: {first_line(err)})")
             continue
         good.append(ChunkTables(int(first), int(last), model, epoch, meta))
     return good, bad
@@ -259,13 +253,12 @@ def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
     model = add_columns(model, derived_columns(model, zp))
 
     out = layout.collated(rec.tile)
-    with atomic_path(out) as tmp:
-        with fitsio.FITS(tmp, "rw", clobber=True) as fits:
-            fits.write(model, extname="model_fits")
-            if epoch is not None:
-                fits.write(epoch, extname="epoch_data")
-            if meta is not None:
-                fits.write(meta, extname="meta_data")
+    with atomic_fits(out) as fits:
+        fits.write(model, extname="model_fits")
+        if epoch is not None:
+            fits.write(epoch, extname="epoch_data")
+        if meta is not None:
+            fits.write(meta, extname="meta_data")
     nflag = int(np.count_nonzero(model["flags"])) if "flags" in model.dtype.names else 0
     logger.info("tile %s: collated %d objects from %d chunks into %s", rec.tile, model.size,
                 len(chunks), out)

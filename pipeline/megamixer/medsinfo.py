@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import os
 
-import fitsio
 import numpy as np
 
 from ..errors import InputFileError
+from ..fitsfile import open_fits
 
 
-def _open(path: str | os.PathLike) -> fitsio.FITS:
+def _open(path: str | os.PathLike):
     if not os.path.exists(path):
         raise InputFileError(path, "MEDS file not found")
-    try:
-        return fitsio.FITS(os.fspath(path))
-    except (OSError, ValueError) as err:
-        raise InputFileError(path, f"cannot open MEDS file: {str(err).strip().splitlines()[0]}") \
-            from None
+    return open_fits(path)
 
 
 def meds_nobj(path: str | os.PathLike) -> int:

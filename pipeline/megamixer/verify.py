@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import fitsio
 import numpy as np
 
 from ..errors import InputFileError
+from ..fitsfile import open_fits
 from .layout import RunLayout
 from .medsinfo import meds_ids
 from .tilerecord import TileRecord
@@ -45,7 +45,7 @@ def verify_tile(layout: RunLayout, rec: TileRecord) -> VerifyResult:
         res.problems.append(f"{path}: not collated")
         return res
     try:
-        with fitsio.FITS(str(path)) as fits:
+        with open_fits(path) as fits:
             ids = np.asarray(fits["model_fits"].read_column("id"), dtype=np.int64)
             cols = fits["model_fits"].get_colnames()
             flags = fits["model_fits"].read_column("flags") if "flags" in cols else None

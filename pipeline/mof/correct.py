@@ -17,11 +17,12 @@ import logging
 import os
 import shutil
 
-import fitsio
+import fitsio  # noqa: F401  (type of correct_band's argument)
 import numpy as np
 
 from ..errors import InputFileError
 from ..fileio import atomic_path
+from ..fitsfile import open_fits, read_table
 from ..gmix.jacobian import Jacobian
 from ..gmix.observation import Observation, psf_observation
 from ..gmix.psf import fit_psf
@@ -37,10 +38,7 @@ MOF_MASKED = 2**21           # bmask bit: pixel of a neighbour that could not be
 
 def read_mof_output(path: str, model: str | None) -> tuple[np.ndarray, str]:
     """model_fits of a MOF output and the model to draw (default: the first with MOF columns)."""
-    try:
-        data = fitsio.read(path, ext="model_fits")
-    except (OSError, ValueError) as err:
-        raise InputFileError(path, f"cannot read model_fits: {err}") from None
+    data = read_table(path, ext="model_fits")
     names = data.dtype.names
     if model is None:
         mof = [n[:-len("_mof_flags")] for n in names if n.endswith("_mof_flags")]
@@ -162,7 +160,7 @@ def write_corrected_meds(mof_path: str, outdir: str, meds_paths: list[str],
             raise InputFileError(path, "output directory holds the input file: choose another")
         with MEDS(path) as m, atomic_path(final) as tmp:
             shutil.copyfile(path, tmp)
-            with fitsio.FITS(tmp, "rw") as fits:
+            with open_fits(tmp, "rw") as fits:
                 n = correct_band(m, fits, band, fits_table, model, psf_model)
         logger.info("%s: %d cutouts corrected (model %s)", final, n, model)
         outputs.append(final)

@@ -35,13 +35,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import fitsio
 import galsim
 import numpy as np
 import yaml
 
 from ..errors import ConfigError
-from ..fileio import atomic_path
+from ..fitsfile import atomic_fits
 from .catalog import band_key, draw_properties, place_objects, rng_for
 from .conditions import ImageConditions, band_conditions, psf_image
 from .defects import add_bad_columns, add_cosmic_rays
@@ -234,9 +233,8 @@ def write_truth(path: str, truth: np.ndarray, plan: TilePlan) -> None:
               {"name": "IMSIZE", "value": plan.side},
               {"name": "SHEAR1", "value": float(plan.cfg["shear"][0])},
               {"name": "SHEAR2", "value": float(plan.cfg["shear"][1])}]
-    with atomic_path(path) as tmp:
-        with fitsio.FITS(tmp, "rw") as fits:
-            fits.write(truth, extname="truth", header=header)
+    with atomic_fits(path) as fits:
+        fits.write(truth, extname="truth", header=header)
 
 
 def _submit(pool: ProcessPoolExecutor | None, func, *args):
