@@ -13,8 +13,11 @@
 ##   walltime    [HH:]MM, rounded up to whole minutes (-W)
 ##   queue       queue (-q)
 ##   mem         memory limit with unit, e.g. 2048MB (-M)
-##   extra_cmds  shell lines run before the command (e.g. activating an environment)
-##   env         "export KEY=VALUE" lines
+##   env         "export KEY=VALUE" lines: MEGAMIXER_PYTHON (the interpreter that ran setup),
+##               PYTHONPATH when the package is not installed, NUMBA_CACHE_DIR (the run's
+##               compiled-kernel cache)
+##   extra_cmds  shell lines run before the command, after env, so they may change it
+##               (e.g. activate an environment and set MEGAMIXER_PYTHON=python3)
 ##   command     the command, shell-quoted; file arguments are relative paths
 ##   exit_file   where the exit code goes (exit_status), relative to the chunk directory
 ## The chunk directory comes from LS_SUBCWD (or MEGAMIXER_CHUNK_DIR when a job array
@@ -30,8 +33,8 @@ cd "${MEGAMIXER_CHUNK_DIR:-${LS_SUBCWD:-$(dirname "$0")}}" || exit 1
 rm -f {{exit_file}}
 exec >> {{log}} 2>&1
 echo "== megamixer job {{name}} start $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) lsf job ${LSB_JOBID:-?}"
-{{extra_cmds}}
 {{env}}
+{{extra_cmds}}
 {{command}}
 status=$?
 echo "== megamixer job {{name}} exit status ${status} $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -12,8 +12,11 @@
 ##   mem         memory per node, e.g. 2048M (--mem)
 ##   queue       partition (-p)
 ##   cpus        CPUs per task (-c)
-##   extra_cmds  shell lines run before the command (e.g. activating an environment)
-##   env         "export KEY=VALUE" lines
+##   env         "export KEY=VALUE" lines: MEGAMIXER_PYTHON (the interpreter that ran setup),
+##               PYTHONPATH when the package is not installed, NUMBA_CACHE_DIR (the run's
+##               compiled-kernel cache)
+##   extra_cmds  shell lines run before the command, after env, so they may change it
+##               (e.g. activate an environment and set MEGAMIXER_PYTHON=python3)
 ##   command     the command, shell-quoted; file arguments are relative paths
 ##   exit_file   where the exit code goes (exit_status), relative to the chunk directory
 ## SLURM runs a copy of the script, so the chunk directory comes from SLURM_SUBMIT_DIR
@@ -31,8 +34,8 @@ cd "${MEGAMIXER_CHUNK_DIR:-${SLURM_SUBMIT_DIR:-$(dirname "$0")}}" || exit 1
 rm -f {{exit_file}}
 exec >> {{log}} 2>&1
 echo "== megamixer job {{name}} start $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) slurm job ${SLURM_JOB_ID:-?}"
-{{extra_cmds}}
 {{env}}
+{{extra_cmds}}
 {{command}}
 status=$?
 echo "== megamixer job {{name}} exit status ${status} $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -75,6 +75,29 @@ def remove_stale_temporaries(final_path: str | os.PathLike) -> int:
     return removed
 
 
+def check_writable(final_path: str | os.PathLike) -> None:
+    """One-line error unless a file can be created beside ``final_path`` (checked by
+    creating and removing a temporary), so a run fails before its work, not after."""
+    from .errors import InputFileError
+
+    final = Path(os.path.abspath(final_path))
+    if final.is_dir():
+        raise InputFileError(final, "is a directory, not an output file name")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputFileError(final.parent, f"cannot create the output folder: "
+                                           f"{err.strerror}") from None
+    probe = temporary_name(final)
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except OSError as err:
+        raise InputFileError(final.parent, f"cannot write output here: {err.strerror}") \
+            from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 @contextlib.contextmanager
 def atomic_path(final_path: str | os.PathLike, clobber: bool = True) -> Iterator[str]:
     """Yield a temporary path beside ``final_path``; rename it there on success.

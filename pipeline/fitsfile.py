@@ -22,6 +22,7 @@ import contextlib
 import os
 import re
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -161,5 +162,58 @@ def atomic_fits(final_path: str | os.PathLike, clobber: bool = True) -> Iterator
             fits.close()
 
 
+def write_checksums(fits: fitsio.FITS) -> None:
+    """Add CHECKSUM/DATASUM to every HDU of a file being written (call last)."""
+    for hdu in fits:
+        hdu.write_checksum()
+
+
+@dataclass
+class VerifiedFits:
+    """What :func:`verify_fits` found: the primary header and each HDU's rows."""
+
+    header: fitsio.FITSHDR
+    nrows: dict[str, int]
+    nhdu: int
+    checksums: list[str]
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of every HDU's checksums: equal files have equal fingerprints."""
+        import hashlib
+        return hashlib.sha256(" ".join(self.checksums).encode()).hexdigest()
+
+
+def verify_fits(path: str | os.PathLike) -> VerifiedFits:
+    """Read every HDU of ``path`` and check its CHECKSUM/DATASUM.
+
+    A missing checksum, a failed one, or an HDU that cannot be read is a
+    one-line :class:`InputFileError` naming the HDU.
+    """
+    with open_fits(path) as fits:
+        nrows: dict[str, int] = {}
+        checksums: list[str] = []
+        header = None
+        for i, hdu in enumerate(fits):
+            name = hdu.get_extname() or f"HDU {i}"
+            try:
+                hdr = hdu.read_header()
+                if "DATASUM" not in hdr or "CHECKSUM" not in hdr:
+                    raise InputFileError(path, f"{name}: no FITS checksum")
+                hdu.verify_checksum()
+            except InputFileError:
+                raise
+            except (OSError, ValueError) as err:
+                raise InputFileError(path, f"{name}: {first_line(err)} (truncated or "
+                                           f"corrupted)") from None
+            checksums.append(f"{hdr['CHECKSUM']}/{hdr['DATASUM']}")
+            if i == 0:
+                header = hdr
+            elif hdu.get_exttype() in ("BINARY_TBL", "ASCII_TBL"):
+                nrows[name] = int(hdu.get_nrows())
+        return VerifiedFits(header, nrows, len(fits), checksums)
+
+
 __all__ = ["open_fits", "open_fits_persistent", "read_table", "read_header", "atomic_fits",
-           "check_regular_file", "first_line", "temporary_name"]
+           "check_regular_file", "first_line", "temporary_name", "write_checksums", "verify_fits",
+           "VerifiedFits"]

@@ -483,19 +483,26 @@ def summarize(fofs: np.ndarray, npairs: int) -> FofSummary:
 # file I/O
 
 
-def write_nbrs(path: str | os.PathLike, nbrs: np.ndarray, clobber: bool = True) -> None:
-    """Write a neighbour table atomically as FITS extension ``nbrs``."""
-    _write_table(path, nbrs.astype(NBRS_DTYPE, copy=False), NBRS_EXTNAME, clobber)
+def write_nbrs(path: str | os.PathLike, nbrs: np.ndarray, clobber: bool = True,
+               header: list[dict] | None = None) -> None:
+    """Write a neighbour table atomically as FITS extension ``nbrs``.
+
+    ``header``: records naming what the table was built from
+    (:func:`pipeline.identity.catalog_header`), checked by ngmixit.
+    """
+    _write_table(path, nbrs.astype(NBRS_DTYPE, copy=False), NBRS_EXTNAME, clobber, header)
 
 
-def write_fofs(path: str | os.PathLike, fofs: np.ndarray, clobber: bool = True) -> None:
-    """Write a FoF table atomically as FITS extension ``fofs``."""
-    _write_table(path, fofs.astype(FOFS_DTYPE, copy=False), FOFS_EXTNAME, clobber)
+def write_fofs(path: str | os.PathLike, fofs: np.ndarray, clobber: bool = True,
+               header: list[dict] | None = None) -> None:
+    """Write a FoF table atomically as FITS extension ``fofs`` (``header`` as above)."""
+    _write_table(path, fofs.astype(FOFS_DTYPE, copy=False), FOFS_EXTNAME, clobber, header)
 
 
-def _write_table(path, data: np.ndarray, extname: str, clobber: bool) -> None:
+def _write_table(path, data: np.ndarray, extname: str, clobber: bool,
+                 header: list[dict] | None) -> None:
     with atomic_fits(path, clobber=clobber) as fits:
-        fits.write(data, extname=extname)
+        fits.write(data, extname=extname, header=header)
 
 
 def _read_table(path, extname: str, columns: Sequence[str]) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from importlib import metadata
-import functools
 import json
 import os
 from typing import Any
@@ -12,8 +11,8 @@ import numpy as np
 
 from . import __version__
 from .errors import InputFileError
-from .fitsfile import atomic_fits, open_fits
-from .fitters.base import default_row
+from .fitsfile import atomic_fits, first_line, open_fits, verify_fits, write_checksums
+from .provenance import Provenance
 
 MODEL_FITS = "model_fits"
 EPOCH_DATA = "epoch_data"
@@ -24,25 +23,24 @@ CHECKPOINT = "checkpoint"
 NONDETERMINISTIC_COLUMNS = ("time_last_fit",)
 
 
+def checkpoint_path(out_path: str) -> str:
+    """Where ngmixit keeps the checkpoint of output ``out_path``."""
+    base = out_path[:-5] if out_path.endswith(".fits") else out_path
+    return f"{base}-checkpoint.fits"
+
+
+def diagnostics_path(out_path: str) -> str:
+    """Where ngmixit writes the records of objects that failed with an exception."""
+    base = out_path[:-5] if out_path.endswith(".fits") else out_path
+    return f"{base}-diagnostics.jsonl"
+
+
 def base_dtype(nband: int) -> list:
     """Columns every fitter's model_fits table starts with."""
     return [("id", "i8"), ("number", "i8"), ("ra", "f8"), ("dec", "f8"), ("fofid", "i8"),
             ("fofind", "i4"), ("flags", "i4"), ("time_last_fit", "f8"), ("box_size", "i4"),
             ("obj_flags", "i4"), ("nimage_tot", "i4", nband), ("nimage_use", "i4", nband),
             ("mask_frac", "f8")]
-
-
-@functools.lru_cache(maxsize=16)
-def _default(dtype: np.dtype) -> np.ndarray:
-    return default_row(dtype)
-
-
-def new_rows(dtype: np.dtype, n: int) -> np.ndarray:
-    """``n`` rows holding the conventional defaults (-9999, 9999, NO_ATTEMPT)."""
-    rows = np.empty(n, dtype=dtype)
-    if n:
-        rows[:] = _default(np.dtype(dtype))
-    return rows
 
 
 def software_versions() -> dict[str, str]:
@@ -92,14 +90,22 @@ def make_meta_table(conf_text: str, meds_files: list[str], meds_meta: list[Any],
 
 
 def write_fit_output(path: str, model_fits: np.ndarray, epoch_data: np.ndarray,
-                     meta: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
-    """Write the three tables (plus ``extra``) to ``path`` atomically."""
+                     meta: np.ndarray, extra: dict[str, np.ndarray] | None,
+                     provenance: Provenance) -> None:
+    """Write the three tables (plus ``extra``) to ``path`` atomically, with the
+    provenance in the primary header and a checksum in every HDU."""
+    extra = extra or {}
+    provenance.nobj = len(model_fits)
+    provenance.nepoch = len(epoch_data)
+    provenance.nhdu = 4 + len(extra)
     with atomic_fits(path) as fits:
         fits.write(model_fits, extname=MODEL_FITS)
+        fits[0].write_keys(provenance.header_records())
         fits.write(epoch_data, extname=EPOCH_DATA)
         fits.write(meta, extname=META_DATA)
-        for name, table in (extra or {}).items():
+        for name, table in extra.items():
             fits.write(table, extname=name)
+        write_checksums(fits)
 
 
 def write_checkpoint(path: str, model_fits: np.ndarray, epoch_data: np.ndarray,
@@ -111,15 +117,19 @@ def write_checkpoint(path: str, model_fits: np.ndarray, epoch_data: np.ndarray,
         fits.write(model_fits, extname=MODEL_FITS)
         fits.write(epoch_data, extname=EPOCH_DATA)
         fits.write(table, extname=CHECKPOINT)
+        write_checksums(fits)
 
 
 def read_checkpoint(path: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """Read a checkpoint written by :func:`write_checkpoint`."""
     try:
+        verify_fits(path)
         with open_fits(path) as fits:
             model_fits = fits[MODEL_FITS].read()
             epoch_data = fits[EPOCH_DATA].read() if fits[EPOCH_DATA].get_nrows() else None
             state = json.loads(str(fits[CHECKPOINT].read()["state"][0]))
+    except InputFileError as err:
+        raise InputFileError(path, f"unreadable checkpoint: {err.problem}") from None
     except (OSError, KeyError, ValueError) as err:
-        raise InputFileError(path, f"unreadable checkpoint: {str(err).splitlines()[0]}") from None
+        raise InputFileError(path, f"unreadable checkpoint: {first_line(err)}") from None
     return model_fits, epoch_data, state

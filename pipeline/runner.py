@@ -12,22 +12,29 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
 import yaml
 
+from . import __version__, interrupts
+from .diagnostics import diagnostic
 from .errors import ConfigError, InputFileError, PipelineError
+from .fileio import atomic_path, check_writable, temporary_name
 from .fitconfig import load_fit_config
+from .fitsfile import check_regular_file, read_header
 from .fitters.base import get_fitter
 from .gmix import flags as F
+from .identity import check_derived_file, tile_catalog
 from .imageio.base import EPOCH_DTYPE
 from .imageio.meds_io import MedsImageIO
-from .output import (base_dtype, make_meta_table, new_rows, read_checkpoint,
-                     write_checkpoint, write_fit_output)
+from .output import (base_dtype, checkpoint_path, diagnostics_path, make_meta_table,
+                     read_checkpoint, write_checkpoint, write_fit_output)
+from .provenance import fit_provenance
+from .rows import new_rows
 from .tables import read_table
 
 logger = logging.getLogger(__name__)
@@ -47,22 +54,23 @@ class RunOptions:
     checkpoint_seconds: float | None = None
     make_plots: bool = False
     progress: bool | None = None
-    diagnostics: list = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: int, source: str = "--seed") -> int:
+    """A run seed must be an integer in [0, 2**63 - 1] (what the object streams take)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= int(seed) <= MAX_SEED:
+        raise ConfigError(f"{source}: seed must be an integer from 0 to 2**63-1, got {seed!r}")
+    return int(seed)
 
 
 def object_rng(seed: int, object_id: int) -> np.random.Generator:
     """The random stream of one object: a function of the run seed and its id only."""
     return np.random.default_rng(np.random.SeedSequence([seed, int(object_id) % 2**63]))
-
-
-def checkpoint_path(out_path: str) -> str:
-    base = out_path[:-5] if out_path.endswith(".fits") else out_path
-    return f"{base}-checkpoint.fits"
-
-
-def diagnostics_path(out_path: str) -> str:
-    base = out_path[:-5] if out_path.endswith(".fits") else out_path
-    return f"{base}-diagnostics.jsonl"
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -87,17 +95,35 @@ class Run:
         self.opts = opts
         self.conf = load_fit_config(config_path)
         for path in self.meds_paths:
-            if not os.path.exists(path):
+            if not os.path.lexists(path):
                 raise InputFileError(path, "MEDS file not found")
+            check_regular_file(path)
+        self._check_output_is_not_an_input()
+        check_writable(out_path)
+        if opts.work_dir:
+            check_writable(os.path.join(opts.work_dir, os.path.basename(out_path)))
         seed = opts.seed if opts.seed is not None else self.conf["global_seed"]
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**31)
             logger.warning("no --seed given: using random seed %d (rerun with it to "
                            "reproduce)", seed)
-        self.seed = int(seed)
-        fofs = read_table(opts.fof_file, ("fofid", "number")) if opts.fof_file else None
-        obj_flags = (read_table(opts.obj_flags_file, ("id", "flags"))
-                     if opts.obj_flags_file else None)
+        self.seed = check_seed(seed, "--seed" if opts.seed is not None else
+                               f"{config_path}: global_seed")
+        self.catalog = tile_catalog(self.meds_paths)
+        fofs = obj_flags = None
+        if opts.fof_file:
+            fofs = read_table(opts.fof_file, ("fofid", "number"))
+            self._check_identity(opts.fof_file, "FoF file", 1)
+        if opts.obj_flags_file:
+            obj_flags = read_table(opts.obj_flags_file, ("id", "flags"))
+            if not self._check_identity(opts.obj_flags_file, "obj-flags file", 1):
+                self._check_members(opts.obj_flags_file, obj_flags["id"], self.catalog.id, "ids")
+        if opts.nbrs_file and not self._check_identity(opts.nbrs_file, "neighbour file", 1):
+            nbrs = read_table(opts.nbrs_file, ("number",))
+            self._check_members(opts.nbrs_file, nbrs["number"], self.catalog.number, "numbers")
+        if opts.mof_file and not self._check_identity(opts.mof_file, "MOF file", 0):
+            mof = read_table(opts.mof_file, ("number",), ext="model_fits")
+            self._check_members(opts.mof_file, mof["number"], self.catalog.number, "numbers")
         self.io = MedsImageIO(self.meds_paths, self.conf, fofs=fofs,
                               fof_source=opts.fof_file or "fof file", obj_flags=obj_flags)
         self.nband = self.io.nband
@@ -118,19 +144,68 @@ class Run:
         self.model_dtype = np.dtype(base_dtype(self.nband) + self.fitter.model_dtype())
         self.epoch_dtype = np.dtype(EPOCH_DTYPE + self.fitter.epoch_dtype())
         self.diagnostics: list[dict] = []
+        self.provenance = fit_provenance(
+            config_path, self.catalog.digest(),
+            {"fof": opts.fof_file, "nbrs": opts.nbrs_file, "mof": opts.mof_file,
+             "obj_flags": opts.obj_flags_file},
+            self.seed, self.first, self.last, ngroups, opts.tags)
+
+    # -- input checks --------------------------------------------------------
+    def _inputs(self) -> list[str]:
+        opts = self.opts
+        return [p for p in [self.config_path, *self.meds_paths, opts.fof_file, opts.nbrs_file,
+                            opts.mof_file, opts.obj_flags_file] if p]
+
+    def _check_output_is_not_an_input(self) -> None:
+        out = os.path.realpath(self.out_path)
+        for path in self._inputs():
+            if os.path.realpath(path) == out:
+                raise InputFileError(self.out_path, "the output would overwrite an input file")
+
+    def _check_identity(self, path: str, what: str, ext: int) -> bool:
+        """True when ``path`` carries the catalogue digest (checked); False for a file
+        without one (then the caller checks it by content)."""
+        if check_derived_file(path, read_header(path, ext=ext), self.catalog, what):
+            return True
+        logger.warning("%s: %s carries no catalogue digest (not written by megamixer): "
+                       "checked by content only", path, what)
+        return False
+
+    @staticmethod
+    def _check_members(path: str, values: np.ndarray, known: np.ndarray, what: str) -> None:
+        values = np.asarray(values, dtype=np.int64)
+        unknown = values[~np.isin(values, known)]
+        unknown = unknown[unknown >= 0]  # -1 marks "no neighbour" in nbrs files
+        if unknown.size:
+            raise InputFileError(path, f"{unknown.size} object {what} are not in the MEDS "
+                                       f"files (first: {int(unknown[0])}): built for another "
+                                       f"tile?")
 
     # -- state -------------------------------------------------------------
     def _state_key(self) -> dict:
-        return {"range": [self.first, self.last], "seed": self.seed,
-                "meds": [os.path.abspath(p) for p in self.meds_paths],
-                "config": yaml.safe_dump(self.conf, sort_keys=True)}
+        """Everything that changes the results: a checkpoint resumes only when it matches."""
+        p = self.provenance
+        meds = []
+        for path in self.meds_paths:
+            st = os.stat(path)
+            meds.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
+        return {"range": [self.first, self.last], "seed": self.seed, "catalog": p.catalog,
+                "config": p.config, "inputs": p.inputs, "meds": meds,
+                "version": __version__}
 
     def _resume(self, ckpt: str):
-        if not os.path.exists(ckpt):
+        if not os.path.lexists(ckpt):
             return [], [], self.first
-        model_fits, epoch_data, state = read_checkpoint(ckpt)
+        try:
+            model_fits, epoch_data, state = read_checkpoint(ckpt)
+        except InputFileError as err:
+            aside = f"{ckpt}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
+            os.replace(ckpt, aside)
+            logger.warning("%s; moved it to %s and starting over", err, aside)
+            return [], [], self.first
         if state.get("key") != self._state_key():
-            logger.warning("ignoring checkpoint %s: it belongs to a different run", ckpt)
+            logger.warning("ignoring checkpoint %s: it was written for other inputs, config, "
+                           "seed or range", ckpt)
             return [], [], self.first
         self.diagnostics = state.get("diagnostics", [])
         nxt = int(state["next_group"])
@@ -151,6 +226,7 @@ class Run:
             except PipelineError:
                 raise
             except Exception as err:  # noqa: BLE001 - one bad object must not stop the run
+                interrupts.reraise_if_interrupted(err)
                 objects.append(self._failed_read(int(index), fofid, err))
         rows = new_rows(self.model_dtype, len(objects))
         epoch_rows = []
@@ -195,7 +271,11 @@ class Run:
 
     # -- driver ------------------------------------------------------------
     def execute(self) -> str:
-        """Fit the range, checkpointing, and write the output atomically."""
+        """Fit the range, checkpointing, and write the output atomically.
+
+        SIGINT/SIGTERM save a checkpoint of the finished groups and raise
+        :class:`~pipeline.interrupts.Interrupted`; a rerun resumes from it.
+        """
         opts = self.opts
         final = os.path.abspath(self.out_path)
         work_out = final
@@ -211,25 +291,45 @@ class Run:
                     self.io.ngroups, self.fitter.name, self.seed)
         last_ckpt = time.monotonic()
         t0 = time.monotonic()
-        for igroup in progress(range(start_group, self.last + 1), opts.progress, ngroup):
-            rows, erows = self.fit_group(igroup)
-            models.append(rows)
-            epochs.append(erows)
-            if opts.make_plots:
-                self._plots(igroup)
-            if igroup < self.last and time.monotonic() - last_ckpt >= interval:
-                self._checkpoint(ckpt, models, epochs, igroup + 1)
-                last_ckpt = time.monotonic()
+        nxt = saved = start_group     # first group not fitted yet; first not checkpointed
+        with interrupts.graceful():
+            try:
+                for igroup in progress(range(start_group, self.last + 1), opts.progress, ngroup):
+                    rows, erows = self.fit_group(igroup)
+                    models.append(rows)
+                    epochs.append(erows)
+                    nxt = igroup + 1
+                    if opts.make_plots:
+                        self._plots(igroup)
+                    if interrupts.requested():
+                        raise KeyboardInterrupt
+                    if igroup < self.last and time.monotonic() - last_ckpt >= interval:
+                        self._checkpoint(ckpt, models, epochs, nxt)
+                        saved = nxt
+                        last_ckpt = time.monotonic()
+            except KeyboardInterrupt:
+                # the group being fitted when a second signal came was not appended
+                if nxt > saved:
+                    self._checkpoint(ckpt, models, epochs, nxt)
+                signum = interrupts.requested() or signal.SIGINT
+                self.io.close()
+                saved_text = (f"checkpoint {ckpt} holds {nxt - self.first} of "
+                              f"{self.last - self.first + 1} groups" if nxt > self.first
+                              else "no group was finished")
+                raise interrupts.Interrupted(
+                    signum, f"{signal.Signals(signum).name}: stopped; {saved_text}: rerun the "
+                            f"same command to resume") from None
         model_fits = (np.concatenate(models) if models else new_rows(self.model_dtype, 0))
         epoch_data = (np.concatenate(epochs) if epochs else new_rows(self.epoch_dtype, 0))
         meta = make_meta_table(yaml.safe_dump(self.conf, sort_keys=True), self.meds_paths,
                                self.io.meta_data()["meds_meta"], self.seed,
                                (self.first, self.last), self.fitter.name)
-        write_fit_output(work_out, model_fits, epoch_data, meta, self.fitter.extra_tables())
+        write_fit_output(work_out, model_fits, epoch_data, meta, self.fitter.extra_tables(),
+                         self.provenance)
         if work_out != final:
-            os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-            shutil.move(work_out, final + ".moving")
-            os.replace(final + ".moving", final)
+            moving = temporary_name(final)
+            shutil.move(work_out, moving)   # may copy across file systems: rename last
+            os.replace(moving, final)
         self._write_diagnostics(final)
         if os.path.exists(ckpt):
             os.unlink(ckpt)
@@ -253,7 +353,6 @@ class Run:
             if os.path.exists(path):
                 os.unlink(path)
             return
-        from .fileio import atomic_path
         with atomic_path(path) as tmp, open(tmp, "w") as fobj:
             for entry in self.diagnostics:
                 fobj.write(json.dumps(entry) + "\n")
@@ -269,14 +368,6 @@ class Run:
                 return
             if plot_object_fits(obj, outdir):
                 done += 1
-
-
-def diagnostic(obj, stage: str, err: BaseException) -> dict:
-    """A JSON-able record of a failed object."""
-    return {"id": int(obj.id), "number": int(obj.number), "fofid": int(obj.fofid),
-            "stage": stage, "error": f"{type(err).__name__}: {err}",
-            "traceback": "".join(traceback.format_exception(type(err), err,
-                                                            err.__traceback__))}
 
 
 def progress(iterable, enabled: bool | None, total: int):

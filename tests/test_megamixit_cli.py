@@ -61,9 +61,14 @@ def test_setup_layout_and_relative_paths(tmp_path, capsys):
     # inputs outside <output_dir>: absolute in the record
     assert recs["T1"].meds == [str(inp["inputs"] / f"T1-{b}-meds.fits") for b in "gr"]
     script = (layout.chunk_dir("T1", 10, 19) / "job.sh").read_text()
-    assert "python3 -m pipeline.cli.ngmixit ../../../fit-config.yaml " \
+    assert '"${MEGAMIXER_PYTHON}" -m pipeline.cli.ngmixit ../../../fit-config.yaml ' \
            "T1-run1-000010-000019.fits" in script
-    assert "--fof-range 10,19 --seed 42 --log-level INFO" in script
+    # jobs use the interpreter that ran setup, and the run's numba cache
+    assert f"export MEGAMIXER_PYTHON={sys.executable}\n" in script
+    assert 'export NUMBA_CACHE_DIR="${PWD}"/../../../numba-cache\n' in script
+    setup_id = recs["T1"].setup_id
+    assert f"--fof-range 10,19 --seed 42 --log-level INFO --tag run=run1 --tag tile=T1 " \
+           f"--tag setup={setup_id}" in script
     assert str(run_dir) not in script                       # nothing pins the run tree
     assert sorted(p.name for p in layout.chunks_dir("T2").iterdir()) == \
         ["chunk000000-000009", "chunk000010-000011"]
@@ -87,6 +92,15 @@ def test_setup_inputs_beside_run_are_relative_and_clobber(tmp_path, capsys):
     conf = yaml.safe_load(inp["run_config"].read_text())
     conf["chunksize"] = 2
     inp["run_config"].write_text(yaml.safe_dump(conf))
+    # output of the first set-up's jobs is stale for the new one
+    fake_run_chunks(layout, rec, inp["ids"]["T1"])
+    capsys.readouterr()
+    assert mmx("collate", inp["run_config"], inp["tiles"]) == 2
+    err = capsys.readouterr().err
+    new = TileRecord.load(layout.tile_record("T1"))
+    assert "chunk000000-000004 (stale output of another set-up or input: " in err
+    assert f"setup {rec.setup_id} (expected {new.setup_id})" in err
+    rec = new
     fake_run_chunks(layout, rec, inp["ids"]["T1"])
     assert mmx("collate", inp["run_config"], inp["tiles"]) == 0
     assert mmx("link", inp["run_config"], inp["tiles"]) == 0
@@ -107,7 +121,7 @@ def test_setup_with_max_group_size_uses_fof_file(tmp_path):
     (tmp_path / "cfg" / "nbrs.yaml").write_text("{}\n")
     fofid = np.array([0, 0, 0, 1, 2, 3, 3, 4, 5, 6, 7, 8])
 
-    def fake_build(conf, meds, nbrs_path, fof_path):        # grouping is nbrs.py's job
+    def fake_build(conf, meds, catalog, nbrs_path, fof_path):   # grouping is nbrs.py's job
         from .test_megamixit_support import write_fof_file
         write_fof_file(fof_path, fofid)
         write_fof_file(nbrs_path, fofid)
@@ -156,7 +170,7 @@ def test_status_collate_verify_link(tmp_path, capsys):
     (failed / "exit_status").write_text("1\n")
     (failed / "job.log").write_text("start\nTraceback: boom\nexit status 1\n")
     capsys.readouterr()
-    assert mmx("status", inp["run_config"], inp["tiles"], "--logs") == 0
+    assert mmx("status", inp["run_config"], inp["tiles"], "--logs") == 1   # a chunk failed
     out = capsys.readouterr().out.splitlines()
     t1 = out[1].split()
     assert t1 == ["T1", "3", "1", "1", "0", "0", "0", "1", "0", "no"]
@@ -166,9 +180,9 @@ def test_status_collate_verify_link(tmp_path, capsys):
 
     assert mmx("collate", inp["run_config"], inp["tiles"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: tile T1: 2 of 3 chunk(s) missing or unreadable: "
-                          "T1/chunks/chunk000010-000019 (missing), "
-                          "T1/chunks/chunk000020-000022 (missing)")
+    assert err.startswith("error: tile T1: 2 of 3 chunk(s) without valid output: "
+                          "chunk000010-000019 (failed with exit status 1), "
+                          "chunk000020-000022 (never run); see 'megamixit status --logs'")
     assert "\n" not in err
     assert layout.collated("T2").exists() and not layout.collated("T1").exists()
 
@@ -178,7 +192,8 @@ def test_status_collate_verify_link(tmp_path, capsys):
     assert "collated T1: 23 objects from 3 chunks" in out
     assert mmx("verify", inp["run_config"], inp["tiles"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].split()[:4] == ["T1", "23", str(int(np.sum(inp["ids"]["T1"] % 7 == 0))), "ok"]
+    nflag = int(np.sum(inp["ids"]["T1"] % 19 == 0))
+    assert out[1].split()[:3] == ["T1", "23", str(nflag)] and out[1].split()[4] == "ok"
 
     assert mmx("link", inp["run_config"], inp["tiles"]) == 0
     link = inp["run_dir"] / "output" / "T1-run1.fits"
@@ -186,13 +201,13 @@ def test_status_collate_verify_link(tmp_path, capsys):
     assert np.array_equal(fitsio.read(str(link), ext="model_fits")["id"], inp["ids"]["T1"])
     assert mmx("link", inp["run_config"], inp["tiles"]) == 0       # idempotent
 
-    # verify finds a catalogue that no longer matches its MEDS file
+    # verify finds a catalogue that was rewritten by hand (no checksums, no provenance)
     m = fitsio.read(str(layout.collated("T2")), ext="model_fits")
     fitsio.write(str(layout.collated("T2")), m[::-1], extname="model_fits", clobber=True)
     capsys.readouterr()
     assert mmx("verify", inp["run_config"], inp["tiles"]) == 1
     out = capsys.readouterr().out
-    assert "ids differ from" in out and "T2-g-meds.fits" in out
+    assert "T2-run1.fits: HDU 0: no FITS checksum" in out
 
 
 def test_moved_run_directory_still_collates(tmp_path, capsys):
@@ -215,9 +230,10 @@ def test_archive_and_clean(tmp_path, capsys):
     _fake_all(inp, layout, recs)
     (layout.chunk_dir("T1", 0, 9) / "job.log").write_text("ok\n")
     assert mmx("archive", inp["run_config"], inp["tiles"]) == 2
-    assert "tile T1: not collated; refusing to archive" in capsys.readouterr().err
+    assert "tile T1: refusing to archive: " in capsys.readouterr().err
     assert mmx("clean", inp["run_config"], inp["tiles"], "--tile", "T2") == 2
-    assert "refusing to clean without --clobber" in capsys.readouterr().err
+    assert "refusing to clean (use --clobber to drop uncollated results)" in \
+        capsys.readouterr().err
     assert mmx("collate", inp["run_config"], inp["tiles"]) == 0
     assert mmx("archive", inp["run_config"], inp["tiles"], "--tile", "T1") == 0
     arc = layout.archive("T1")
@@ -261,8 +277,8 @@ def test_bad_input_one_line_errors(tmp_path):
     p = _cli("setup", inp["run_config"], inp["tiles"], "--tile", "T1", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     p = _cli("collate", inp["run_config"], inp["tiles"], "--tile", "T1", cwd=tmp_path)
-    cases.append((p, "tile T1: no chunk output yet (0 of 1 chunks done; run 'megamixit run' "
-                     "first)"))
+    cases.append((p, "tile T1: no valid chunk output (0 of 1 chunks): chunk000000-000004 "
+                     "(never run); see 'megamixit status --logs'"))
     p = _cli("collate", inp["run_config"], inp["tiles"], "--tile", "T2", cwd=tmp_path)
     cases.append((p, "tile 'T2' is not set up in"))
     for p, want in cases:
@@ -286,12 +302,12 @@ def test_run_local_failed_chunk_rerun_and_collate(tmp_path, capsys):
     assert mmx("run", inp["run_config"], inp["tiles"]) == 1
     out = capsys.readouterr().out
     assert "submitted 5 chunk(s) with system 'local'" in out and "4 done, 1 failed" in out
-    assert mmx("status", inp["run_config"], inp["tiles"], "--logs") == 0
+    assert mmx("status", inp["run_config"], inp["tiles"], "--logs") == 1
     out = capsys.readouterr().out
     assert out.splitlines()[1].split() == ["T1", "3", "2", "1", "0", "0", "0", "0", "0", "no"]
     assert "fake ngmixit: failing on purpose" in out
     assert mmx("collate", inp["run_config"], inp["tiles"], "--tile", "T1") == 2
-    assert "T1/chunks/chunk000010-000019 (missing)" in capsys.readouterr().err
+    assert "chunk000010-000019 (failed with exit status 1)" in capsys.readouterr().err
     (bad / "FAIL").unlink()
     assert mmx("run", inp["run_config"], inp["tiles"]) == 0
     assert "submitted 1 chunk(s) with system 'local' in" in capsys.readouterr().out

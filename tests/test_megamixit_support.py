@@ -1,13 +1,14 @@
 """Helpers for the megamixit tests (no tests here): small real FITS inputs.
 
-MEDS files here hold only what megamixit reads (object_data ``id``/``number``,
-metadata ``magzp_ref``); chunk files follow the ngmixit output layout
-(model_fits, epoch_data, meta_data) with values computed from the object id,
+MEDS files here hold only what megamixit reads (object_data ``id``/``number``/
+``ra``/``dec``, metadata ``magzp_ref``); chunk files are written by ngmixit's own
+writer (provenance header, checksums) with values computed from the object id,
 so any chunking of the same objects yields the same rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -15,18 +16,25 @@ import fitsio
 import numpy as np
 import yaml
 
-from pipeline.megamixer.layout import RunLayout
+from pipeline.identity import tile_catalog
+from pipeline.megamixer.chunks import make_chunks
+from pipeline.megamixer.layout import FIT_CONFIG_COPY, RunLayout, portable_path
 from pipeline.megamixer.tilerecord import TileRecord
+from pipeline.output import write_fit_output
+from pipeline.provenance import Provenance, file_digest
 
 REPO = Path(__file__).resolve().parents[1]
 MAGZP = {"g": 30.0, "r": 29.5, "i": 31.0}
 
 
 def write_fake_meds(path: Path, ids: np.ndarray, band: str = "g") -> Path:
-    cat = np.zeros(len(ids), dtype=[("id", "i8"), ("number", "i8"), ("box_size", "i8")])
+    cat = np.zeros(len(ids), dtype=[("id", "i8"), ("number", "i8"), ("box_size", "i8"),
+                                    ("ra", "f8"), ("dec", "f8")])
     cat["id"] = ids
     cat["number"] = np.arange(1, len(ids) + 1)
     cat["box_size"] = 32
+    cat["ra"] = 10.0 + (np.asarray(ids) % 1000) * 1e-4     # the same in every band
+    cat["dec"] = -5.0 + (np.asarray(ids) // 1000) * 1e-3
     meta = np.zeros(1, dtype=[("magzp_ref", "f8"), ("band", "U2")])
     meta["magzp_ref"] = MAGZP[band]
     meta["band"] = band
@@ -55,7 +63,7 @@ def model_rows(ids: np.ndarray, nband: int) -> np.ndarray:
     ids = np.asarray(ids, dtype=np.int64)
     out["id"] = ids
     out["number"] = ids % 100000
-    out["flags"] = np.where(ids % 7 == 0, 2, 0)
+    out["flags"] = np.where(ids % 19 == 0, 2, 0)
     out["time_last_fit"] = 1.7e9 + np.random.default_rng().uniform(0, 100, len(ids))
     base = (ids % 97 + 1).astype(float)[:, None] * np.arange(1, nband + 1)
     out["psf_flux"] = 100.0 * base
@@ -93,13 +101,41 @@ def meta_row(bands: list[str]) -> np.ndarray:
     return meta
 
 
-def write_chunk_file(path: Path, ids: np.ndarray, bands: list[str]) -> Path:
+def write_chunk_file(path: Path, ids: np.ndarray, bands: list[str], prov: Provenance,
+                     model: np.ndarray | None = None) -> Path:
+    """A chunk output as ngmixit writes it (its writer: provenance header, checksums)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with fitsio.FITS(str(path), "rw", clobber=True) as fits:
-        fits.write(model_rows(ids, len(bands)), extname="model_fits")
-        fits.write(epoch_rows(ids, len(bands)), extname="epoch_data")
-        fits.write(meta_row(bands), extname="meta_data")
+    model = model_rows(ids, len(bands)) if model is None else model
+    write_fit_output(str(path), model, epoch_rows(ids, len(bands)), meta_row(bands), None,
+                     dataclasses.replace(prov))
     return path
+
+
+def hand_record(inp: dict, tile: str, chunksize: int, fofid: np.ndarray | None = None,
+                max_group: int | None = None, bands=("g", "r"), seed: int = 42) -> TileRecord:
+    """The record setup would write for ``tile`` of ``make_inputs`` (no batch system)."""
+    layout = RunLayout(inp["run_dir"], "run1")
+    meds = [inp["inputs"] / f"{tile}-{b}-meds.fits" for b in bands]
+    nobj = len(inp["ids"][tile])
+    sizes = np.ones(nobj, int) if fofid is None else np.bincount(fofid)
+    ranges = make_chunks(sizes, chunksize, max_group)
+    layout.run_dir.mkdir(parents=True, exist_ok=True)
+    config = layout.copy(FIT_CONFIG_COPY)
+    config.write_text((inp["root"] / "cfg" / "fit.yaml").read_text())
+    rec = TileRecord(tile=tile, run="run1", bands=list(bands),
+                     meds=[portable_path(m, layout.run_dir) for m in meds], seed=seed,
+                     nobj=nobj, ngroups=int(sizes.size),
+                     chunks=[[int(a), int(b), 0] for a, b in ranges], setup_id="hand-made",
+                     catalog=tile_catalog(meds).digest(), config=file_digest(config),
+                     inputs="")
+    rec.inputs = rec.inputs_digest(layout.run_dir)
+    return rec
+
+
+def chunk_provenance(rec: TileRecord, first: int, last: int) -> Provenance:
+    prov = rec.expected(int(first), int(last))
+    prov.version = "test"
+    return prov
 
 
 def chunk_ids(rec: TileRecord, meds_ids: np.ndarray, fofid: np.ndarray | None = None
@@ -122,7 +158,8 @@ def fake_run_chunks(layout: RunLayout, rec: TileRecord, meds_ids: np.ndarray,
     for k, ((first, last), ids) in enumerate(zip(rec.ranges, chunk_ids(rec, meds_ids, fofid))):
         if k in skip:
             continue
-        write_chunk_file(layout.chunk_file(rec.tile, first, last), ids, rec.bands)
+        write_chunk_file(layout.chunk_file(rec.tile, first, last), ids, rec.bands,
+                         chunk_provenance(rec, first, last))
 
 
 def make_inputs(root: Path, tiles: dict[str, int], bands=("g", "r"), chunksize=10,
@@ -160,32 +197,44 @@ def python_path_env(monkeypatch) -> None:
 
 
 FAKE_NGMIXIT = '''
-"""Stand-in for ngmixit in job scripts: writes the chunk file a real fit would
-(rows from the object ids of the FoF range), fails if a FAIL file is present."""
+"""Stand-in for ngmixit in job scripts: writes the chunk file a real fit would (rows
+from the object ids of the FoF range, ngmixit's provenance), fails if a FAIL file is
+present."""
 import os, sys
+from pathlib import Path
 import fitsio
-import numpy as np
 sys.path.insert(0, os.environ["MMX_REPO"])
+from pipeline.identity import tile_catalog
+from pipeline.provenance import fit_provenance
 from tests.test_megamixit_support import write_chunk_file
 
 args = sys.argv[1:]
-first, last = map(int, args[args.index("--fof-range") + 1].split(","))
-meds = [a for a in args[2:args.index("--fof-range")]]
+def opt(name, default=None):
+    return args[args.index(name) + 1] if name in args else default
+first, last = map(int, opt("--fof-range").split(","))
+meds = args[2:args.index("--fof-range")]
 if os.path.exists("FAIL") or not all(os.path.exists(m) for m in meds):
     sys.exit("fake ngmixit: failing on purpose")
-ids = fitsio.read(meds[0], ext="object_data", columns=["id"])["id"]
+cat = tile_catalog(meds)
+fof = opt("--fof-file")
+ngroups = int(fitsio.read(fof, ext=1)["fofid"].max()) + 1 if fof else cat.size
+tags = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--tag")
+prov = fit_provenance(args[0], cat.digest(), {"fof": fof, "nbrs": opt("--nbrs-file"),
+                      "mof": None, "obj_flags": None}, int(opt("--seed")), first, last,
+                      ngroups, tags)
 bands = [fitsio.read(m, ext="metadata")["band"][0] for m in meds]
-tmp = ".tmp-" + args[1]
-write_chunk_file(__import__("pathlib").Path(tmp), ids[first:last + 1], bands)
-os.replace(tmp, args[1])
+write_chunk_file(Path(args[1]), cat.id[first:last + 1], bands, prov)
 '''
 
 
 def fake_ngmixit_cmds(tmp_path: Path) -> list[str]:
-    """extra_cmds lines that replace ``python3 -m pipeline.cli.ngmixit`` by the stand-in
-    (a shell function shadows the python3 binary inside the job script only)."""
+    """extra_cmds lines that make the job scripts run the stand-in instead of ngmixit
+    (by pointing MEGAMIXER_PYTHON, which jobs run as ``$MEGAMIXER_PYTHON -m ...``, at a
+    wrapper): this also shows that extra_cmds can choose the interpreter."""
     import sys
     script = tmp_path / "fake_ngmixit.py"
     script.write_text(FAKE_NGMIXIT)
-    return [f"export MMX_REPO={REPO}",
-            f'python3() {{ shift 2; "{sys.executable}" "{script}" "$@"; }}']
+    wrapper = tmp_path / "fake-python"
+    wrapper.write_text(f'#!/bin/bash\nshift 2\nexec "{sys.executable}" "{script}" "$@"\n')
+    wrapper.chmod(0o755)
+    return [f"export MMX_REPO={REPO}", f"export MEGAMIXER_PYTHON={wrapper}"]

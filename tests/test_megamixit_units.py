@@ -13,11 +13,12 @@ from pipeline.megamixer.chunks import chunk_objects, group_sizes_from_fof, make_
 from pipeline.megamixer.collate import collate_tile
 from pipeline.megamixer.layout import RunLayout, from_chunk, from_run, portable_path
 from pipeline.megamixer.runconfig import load_run_config
-from pipeline.megamixer.tilerecord import TileRecord, chunk_command
+from pipeline.megamixer.tilerecord import chunk_command
 from pipeline.megamixer.tiles import read_tiles
 
-from .test_megamixit_support import (MAGZP, chunk_ids, fake_run_chunks, make_inputs,
-                                     model_rows, write_chunk_file, write_fof_file)
+from .test_megamixit_support import (MAGZP, chunk_ids, chunk_provenance, fake_run_chunks,
+                                     hand_record, make_inputs, model_rows, write_chunk_file,
+                                     write_fof_file)
 
 
 # ----------------------------------------------------------------- chunking
@@ -135,14 +136,7 @@ def _record(tmp_path, nobj=37, chunksize=10, fofid=None, max_group=None):
     """A tile set up by hand (no batch system needed): MEDS files + record."""
     inp = make_inputs(tmp_path, {"T1": nobj}, chunksize=chunksize)
     layout = RunLayout(inp["run_dir"], "run1")
-    sizes = np.ones(nobj, int) if fofid is None else np.bincount(fofid)
-    ranges = make_chunks(sizes, chunksize, max_group)
-    meds = [portable_path(inp["inputs"] / f"T1-{b}-meds.fits", layout.run_dir)
-            for b in ("g", "r")]
-    rec = TileRecord(tile="T1", run="run1", bands=["g", "r"], meds=meds, seed=42, nobj=nobj,
-                     ngroups=int(sizes.size),
-                     chunks=[[int(a), int(b), 0] for a, b in ranges])
-    return inp, layout, rec
+    return inp, layout, hand_record(inp, "T1", chunksize, fofid, max_group)
 
 
 def _table(path, ext):
@@ -207,14 +201,22 @@ def test_collate_refuses_missing_and_unreadable_chunks(tmp_path):
     msg = str(err.value)
     assert "\n" not in msg
     assert "2 of 4 chunk(s)" in msg
-    assert "T1/chunks/chunk000010-000019 (missing)" in msg
-    assert "T1/chunks/chunk000030-000036 (unreadable" in msg
+    assert "chunk000010-000019 (never run)" in msg
+    assert "chunk000030-000036 (not a readable FITS file" in msg
+    assert "see 'megamixit status --logs'" in msg
     assert not layout.collated("T1").exists()
     s = collate_tile(layout, rec, skip_errors=True)
     assert (s.nobj, s.nskipped, s.nmissing_obj) == (37 - 10 - 7, 2, 17)
     m = _table(layout.collated("T1"), "model_fits")
     ids = inp["ids"]["T1"]
     assert np.array_equal(m["id"], np.concatenate([ids[:10], ids[20:30]]))
+    # marked incomplete in the catalogue and the tile record
+    hdr = fitsio.read_header(str(layout.collated("T1")), ext=0)
+    assert hdr["MMXCOMPL"] is False
+    chunks = _table(layout.collated("T1"), "chunks")
+    assert chunks["status"].tolist() == ["collated", "missing", "collated", "missing"]
+    assert not rec.complete_catalogue
+    assert rec.collation["missing"] == ["chunk000010-000019", "chunk000030-000036"]
 
 
 def test_collate_duplicate_missing_unknown_objects(tmp_path):
@@ -223,14 +225,15 @@ def test_collate_duplicate_missing_unknown_objects(tmp_path):
     per = chunk_ids(rec, ids)
     fake_run_chunks(layout, rec, ids)
     c0 = layout.chunk_file("T1", *rec.ranges[0])
-    write_chunk_file(c0, np.append(per[0], per[1][0]), rec.bands)      # object twice
+    prov = chunk_provenance(rec, *rec.ranges[0])
+    write_chunk_file(c0, np.append(per[0], per[1][0]), rec.bands, prov)      # object twice
     with pytest.raises(PipelineError, match=rf"1 object id\(s\) appear more than once.*"
                                             rf"{per[1][0]}"):
         collate_tile(layout, rec)
-    write_chunk_file(c0, per[0][1:], rec.bands)                         # object lost
+    write_chunk_file(c0, per[0][1:], rec.bands, prov)                         # object lost
     with pytest.raises(PipelineError, match=rf"1 object\(s\) missing .*ids {per[0][0]}$"):
         collate_tile(layout, rec)
-    write_chunk_file(c0, np.append(per[0], 99), rec.bands)              # stranger
+    write_chunk_file(c0, np.append(per[0], 99), rec.bands, prov)              # stranger
     with pytest.raises(PipelineError, match=r"not in the MEDS file: 99"):
         collate_tile(layout, rec)
     assert not layout.collated("T1").exists()
@@ -238,7 +241,8 @@ def test_collate_duplicate_missing_unknown_objects(tmp_path):
 
 def test_collate_before_any_chunk(tmp_path):
     inp, layout, rec = _record(tmp_path)
-    with pytest.raises(PipelineError, match=r"^tile T1: no chunk output yet \(0 of 4"):
+    with pytest.raises(PipelineError, match=r"^tile T1: no valid chunk output \(0 of 4 "
+                                            r"chunks\): chunk000000-000009 \(never run\)"):
         collate_tile(layout, rec)
 
 
@@ -246,17 +250,14 @@ def test_collate_derived_column_dtypes_single_band(tmp_path):
     """One-band catalogues: flux columns are scalars per row; mags follow that shape."""
     inp = make_inputs(tmp_path, {"T1": 12}, bands=("i",), chunksize=5)
     layout = RunLayout(inp["run_dir"], "run1")
-    ranges = make_chunks(np.ones(12, int), 5)
-    rec = TileRecord("T1", "run1", ["i"], [str(inp["inputs"] / "T1-i-meds.fits")], 1, 12, 12,
-                     [[int(a), int(b), 0] for a, b in ranges])
+    rec = hand_record(inp, "T1", 5, bands=("i",), seed=1)
     for (a, b), ids in zip(rec.ranges, chunk_ids(rec, inp["ids"]["T1"])):
         rows = model_rows(ids, 1)
         one = np.zeros(len(ids), dtype=[(n, rows.dtype[n].base) for n in rows.dtype.names])
         for n in rows.dtype.names:
             one[n] = rows[n].reshape(len(ids), -1)[:, 0] if rows[n].ndim > 1 else rows[n]
-        path = layout.chunk_file("T1", a, b)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fitsio.write(str(path), one, extname="model_fits", clobber=True)
+        write_chunk_file(layout.chunk_file("T1", a, b), ids, ["i"],
+                         chunk_provenance(rec, a, b), model=one)
     collate_tile(layout, rec)
     m = _table(layout.collated("T1"), "model_fits")
     assert m["exp_mag"].shape == (12,)
@@ -268,10 +269,12 @@ def test_chunk_command_is_relative(tmp_path):
     inp, layout, rec = _record(tmp_path)
     rec.fof_file = "T1/T1-run1-fofs.fits"
     cmd = chunk_command(rec, layout, 10, 19)
-    assert cmd[:5] == ["python3", "-m", "pipeline.cli.ngmixit", "../../../fit-config.yaml",
-                       "T1-run1-000010-000019.fits"]
+    assert cmd[:5] == ["${MEGAMIXER_PYTHON}", "-m", "pipeline.cli.ngmixit",
+                       "../../../fit-config.yaml", "T1-run1-000010-000019.fits"]
     assert cmd[5] == str(inp["inputs"] / "T1-g-meds.fits")        # outside: absolute
     assert cmd[cmd.index("--fof-range") + 1] == "10,19"
     assert cmd[cmd.index("--fof-file") + 1] == "../../../T1/T1-run1-fofs.fits"
     assert cmd[cmd.index("--seed") + 1] == "42"
+    tags = [cmd[i + 1] for i, c in enumerate(cmd) if c == "--tag"]
+    assert tags == ["run=run1", "tile=T1", "setup=hand-made"]
     assert not any(os.path.isabs(c) for c in cmd[3:5] + cmd[7:])

@@ -127,7 +127,8 @@ def test_joint_and_iterate_agree_on_isolated_pairs(tile, joint_run):
     from pipeline.fitters.base import get_fitter
     from pipeline.imageio.base import EPOCH_DTYPE
     from pipeline.imageio.meds_io import MedsImageIO
-    from pipeline.output import base_dtype, new_rows
+    from pipeline.output import base_dtype
+    from pipeline.rows import new_rows
     from pipeline.runner import object_rng
     conf = load_fit_config(tile["dir"] / "iterate.yaml")
     io = MedsImageIO([str(p) for p in tile["meds"]], conf)

@@ -141,8 +141,49 @@ def test_later_process_sees_running_then_failed_when_killed(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         os.killpg(os.getpgid(pid), signal.SIGKILL)  # the chunk's own process group
-    assert get_system("local").query([job])[job.name] is JobState.FAILED
+    assert _settled(job) is JobState.FAILED
     assert not (job.path / "exit_status").exists()
+
+
+def _settled(job: ChunkJob, timeout: float = 10) -> JobState:
+    """The job's state once a killed process has really gone (the kernel takes a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = get_system("local").query([job])[job.name]
+        if state is not JobState.RUNNING or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
+
+
+_ORPHAN = textwrap.dedent("""
+    import sys
+    from pipeline.megamixer.systems import get_system
+    from tests.slurm.chunkjobs import make_jobs
+    jobs = make_jobs(sys.argv[1], 1, command="echo $$ > pid; while [ ! -e go ]; do sleep 0.05; done")
+    get_system("local").submit(jobs)
+""")
+
+
+def test_chunk_outliving_a_killed_megamixit_reads_running_then_done(tmp_path):
+    """kill -9 of the submitting process leaves its chunk running: a later process
+    must see it running (not failed, so 'run' does not start it twice), then done."""
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHAN, str(tmp_path)], cwd=REPO)
+    job = make_jobs(tmp_path, 1)[0]
+    pid = _wait_pid(job, proc)
+    try:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert get_system("local").query([job])[job.name] is JobState.RUNNING
+        (job.path / "go").write_text("")
+        deadline = time.monotonic() + 30
+        while not (job.path / "exit_status").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert get_system("local").query([job])[job.name] is JobState.DONE
+    finally:
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_registry_errors_are_one_line():

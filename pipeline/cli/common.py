@@ -8,6 +8,7 @@ import sys
 from typing import Callable, Sequence
 
 from ..errors import PipelineError
+from ..interrupts import Interrupted
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -34,12 +35,15 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None],
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as err:
+        print(f"error: interrupted by {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        # disk full, permission denied, ...: the path and the reason, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     return int(code or 0)
-
-
-def not_implemented(name: str) -> int:
-    print(f"error: {name} is not implemented yet", file=sys.stderr)
-    return 3

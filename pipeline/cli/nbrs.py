@@ -22,7 +22,9 @@ import numpy as np
 
 from .. import nbrs as nb
 from ..errors import InputFileError, PipelineError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, check_writable
+from ..identity import catalog_header, tile_catalog
+from ..provenance import file_digest
 from .common import add_log_level, run_cli, setup_logging
 
 logger = logging.getLogger("pipeline.cli.nbrs")
@@ -50,6 +52,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for p in outs:
         if os.path.abspath(p) in inputs:
             raise InputFileError(p, "output would overwrite an input file")
+    for p in outs:
+        check_writable(p)
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -97,14 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     conf = nb.load_nbrs_config(args.config)
     _check_outputs(args)
+    header = catalog_header(tile_catalog(args.meds), file_digest(args.config))
     numbers, ra, dec, pi, pj = nb.pairs_from_meds(args.meds, conf)
     nbrs = nb.make_nbrs_table(numbers, pi, pj)
     labels = nb.fof_labels(numbers, pi, pj)
     order = np.argsort(numbers, kind="stable")
     fofs = np.empty(numbers.size, dtype=nb.FOFS_DTYPE)
     fofs["fofid"], fofs["number"] = labels[order], numbers[order]
-    nb.write_nbrs(args.nbrs_file, nbrs)
-    nb.write_fofs(args.fof_file, fofs)
+    nb.write_nbrs(args.nbrs_file, nbrs, header=header)
+    nb.write_fofs(args.fof_file, fofs, header=header)
     if args.plot:
         plot_groups(args.plot, ra, dec, labels, pi, pj)
     print(nb.summarize(fofs, pi.size).line())

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="force a progress bar (default: only on a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                   help="provenance tag recorded in the output header (repeatable; "
+                        "megamixit passes run, tile and setup)")
     add_log_level(p)
     return p
 
@@ -49,13 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    from ..provenance import parse_tags
     from ..runner import Run, RunOptions, parse_range
     opts = RunOptions(
         fof_range=parse_range(args.fof_range) if args.fof_range else None,
         fof_file=args.fof_file, nbrs_file=args.nbrs_file, mof_file=args.mof_file,
         obj_flags_file=args.obj_flags, seed=args.seed, work_dir=args.work_dir,
         checkpoint_seconds=args.checkpoint_seconds, make_plots=args.make_plots or None,
-        progress=args.progress)
+        progress=args.progress, tags=parse_tags(args.tag))
     run = Run(args.config, args.out, args.meds, opts)
     if run.conf["make_plots"]:
         opts.make_plots = True

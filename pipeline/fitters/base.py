@@ -15,11 +15,11 @@ import logging
 
 import numpy as np
 
+from ..diagnostics import diagnostic
 from ..errors import ConfigError
 from ..gmix import flags as F
-
-DEFVAL = -9999.0
-BIGVAL = 9999.0
+from ..interrupts import reraise_if_interrupted
+from ..rows import DEFVAL
 
 logger = logging.getLogger(__name__)
 
@@ -45,21 +45,6 @@ def get_fitter(conf: dict, nband: int) -> "BaseFitter":
         raise ConfigError(f"fit config: unknown fitter_type {name!r}; "
                           f"known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name](conf, nband)
-
-
-def default_row(dtype: np.dtype) -> np.ndarray:
-    """One row with the conventional defaults for unfit quantities."""
-    row = np.zeros(1, dtype=dtype)
-    for name in dtype.names:
-        kind = dtype[name].base.kind
-        if name.endswith("flags"):
-            row[name] = F.NO_ATTEMPT
-        elif kind == "f":
-            is_err = name.endswith("_err") or name.endswith("_cov")
-            row[name] = BIGVAL if is_err else DEFVAL
-        elif kind in "iu" and not name.endswith("num_itr"):
-            row[name] = DEFVAL if kind == "i" else 0
-    return row[0]
 
 
 def model_columns(prefix: str, npars: int, nband: int) -> list:
@@ -139,13 +124,13 @@ class BaseFitter(ABC):
         exception while fitting one object flags it (UTTER_FAILURE), records a
         diagnostic, and the others go on.
         """
-        from ..runner import diagnostic
         for obj, rng, row, erows in zip(objects, rngs, rows, epoch_rows):
             if obj.mbobs is None:
                 continue
             try:
                 self.fit_object(obj, rng, row, erows)
             except Exception as err:  # noqa: BLE001 - the run must go on
+                reraise_if_interrupted(err)
                 stage = obj.extra.get("stage", "fit")
                 row["flags"] |= F.UTTER_FAILURE
                 diagnostics.append(diagnostic(obj, stage, err))

@@ -12,7 +12,8 @@ from ..gmix.observation import MultiBandObsList, ObsList
 from ..gmix.priors import make_priors
 from ..gmix.psf import fit_psf
 from ..gmix.template import fit_psf_flux
-from .base import DEFVAL, BaseFitter, fill_model, model_columns, register
+from ..rows import DEFVAL
+from .base import BaseFitter, fill_model, model_columns, register
 from .composite import fit_composite
 
 logger = logging.getLogger(__name__)

@@ -40,9 +40,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..diagnostics import diagnostic
 from ..errors import InputFileError
 from ..gmix import flags as F
 from ..gmix.maxlike import fit_model
+from ..interrupts import reraise_if_interrupted
 from ..mof.convergence import ConvergenceTest
 from ..mof.render import MemberModel, epoch_key
 from ..mof.subtract import correct_mbobs, uncorrected_mbobs
@@ -154,7 +156,6 @@ class MOFFitter(MaxLikeFitter):
     # -- driver ------------------------------------------------------------------
     def fit_group(self, objects: list, rngs: list, rows: np.ndarray, epoch_rows: list,
                   diagnostics: list) -> None:
-        from ..runner import diagnostic
         if not objects:
             return
         # drawn before any fit so the sweep order depends on the group only
@@ -179,13 +180,13 @@ class MOFFitter(MaxLikeFitter):
                 if m.usable:
                     self._finish(m, members, full, nitr)
         except Exception as err:  # noqa: BLE001 - the run must go on
+            reraise_if_interrupted(err)
             for m in members:
                 m.row["flags"] |= F.UTTER_FAILURE
                 diagnostics.append(diagnostic(m.obj, m.obj.extra.get("stage", "mof"), err))
             logger.warning("group fofid=%d failed: %s", objects[0].fofid, err)
 
     def _prepare(self, obj, rng, row, erows, diagnostics) -> _Member:
-        from ..runner import diagnostic
         mm = MemberModel(number=obj.number, ra=obj.ra, dec=obj.dec, model=self.mof_model)
         m = _Member(obj=obj, rng=rng, row=row, erows=erows, mm=mm)
         self._catalogue_centres(obj.index, mm)
@@ -195,6 +196,7 @@ class MOFFitter(MaxLikeFitter):
             obj.extra["stage"] = "psf"
             mbobs = self.fit_psfs(obj.mbobs, rng, row, erows)
         except Exception as err:  # noqa: BLE001
+            reraise_if_interrupted(err)
             row["flags"] |= F.UTTER_FAILURE
             diagnostics.append(diagnostic(obj, "psf", err))
             return m

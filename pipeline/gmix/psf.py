@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..interrupts import reraise_if_interrupted
 from .admom import admom_arrays, obs_arrays
 from .em import fit_em
 from .flags import BAD_INPUT, PSF_FIT_FAILURE
@@ -106,6 +107,7 @@ def _fit_lm(psf_obs, model: str, am: dict, flux: float, ntry: int,
         try:
             res = fit_model(target, model, guess=guess, rng=rng, ntry=1, lm_pars=lm_pars)
         except Exception as err:  # a fitter bug must not kill the object
+            reraise_if_interrupted(err)
             logger.warning("PSF %s fit raised %r", model, err)
             last_flags = BAD_INPUT
             continue

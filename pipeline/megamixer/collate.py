@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, PipelineError
-from ..fitsfile import atomic_fits, first_line, open_fits
+from ..fitsfile import open_fits
 from .layout import RunLayout
+from .catalogue import CHUNK_DTYPE, COLLATED, MISSING, write_catalogue
+from .chunkcheck import check_output
 from .medsinfo import meds_ids, meds_magzp_ref
 from .tilerecord import TileRecord
 
@@ -38,11 +40,13 @@ MAX_NAMED = 10
 
 @dataclass
 class ChunkTables:
+    name: str
     first: int
     last: int
     model: np.ndarray
-    epoch: np.ndarray | None
+    epoch: np.ndarray
     meta: np.ndarray | None
+    fingerprint: str
 
 
 @dataclass
@@ -62,37 +66,71 @@ def _name_list(items: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def read_chunk(path: Path, want_meta: bool) -> tuple[np.ndarray, np.ndarray | None,
+def read_chunk(path: Path, want_meta: bool) -> tuple[np.ndarray, np.ndarray,
                                                      np.ndarray | None]:
-    """``(model_fits, epoch_data or None, meta_data or None)`` of a chunk file."""
+    """``(model_fits, epoch_data, meta_data or None)`` of a verified chunk file."""
     with open_fits(path) as fits:
-        if "model_fits" not in fits:
-            raise ValueError("no model_fits extension")
         model = fits["model_fits"].read()
-        epoch = fits["epoch_data"].read() if "epoch_data" in fits else None
-        meta = fits["meta_data"].read() if (want_meta and "meta_data" in fits) else None
-    if model is None or model.dtype.names is None or "id" not in model.dtype.names:
-        raise ValueError("model_fits has no 'id' column")
+        epoch = fits["epoch_data"].read()
+        meta = fits["meta_data"].read() if want_meta else None
+    if model.dtype.names is None or "id" not in model.dtype.names:
+        raise InputFileError(path, "model_fits has no 'id' column")
     return model, epoch, meta
 
 
+def why_no_output(layout: RunLayout, rec: TileRecord, first: int, last: int) -> str:
+    """Why a chunk has no output, from what its job left in the chunk dir."""
+    from .systems.base import EXIT_FILE, SUBMIT_FILE
+    folder = layout.chunk_dir(rec.tile, first, last)
+    try:
+        code = (folder / EXIT_FILE).read_text().strip()
+    except OSError:
+        code = None
+    if code is not None:
+        return f"failed with exit status {code}"
+    if (folder / SUBMIT_FILE).exists():
+        return "submitted, no output yet (queued, running or killed)"
+    return "never run"
+
+
 def read_chunks(layout: RunLayout, rec: TileRecord) -> tuple[list[ChunkTables], list[str]]:
-    """Readable chunks in chunk order, and one problem line per bad chunk."""
+    """Valid chunks in chunk order (each fully verified: checksums, completeness,
+    provenance of the current set-up), and one problem line per other chunk."""
     good: list[ChunkTables] = []
     bad: list[str] = []
     for first, last in rec.ranges:
-        path = layout.chunk_file(rec.tile, first, last)
-        name = layout.chunk_rel(rec.tile, first, last)
-        if not path.exists():
-            bad.append(f"{name} (missing)")
+        first, last = int(first), int(last)
+        name = layout.chunk_name(first, last)
+        out = check_output(layout.chunk_file(rec.tile, first, last), rec, first, last)
+        if not out.exists:
+            bad.append(f"{name} ({why_no_output(layout, rec, first, last)})")
+            continue
+        if out.problem:
+            bad.append(f"{name} ({out.problem})")
             continue
         try:
-            model, epoch, meta = read_chunk(path, want_meta=not good)
-        except Exception as err:  # any unreadable file is reported, never half-used
-            bad.append(f"{name} (unreadable: {first_line(err)})")
+            model, epoch, meta = read_chunk(out.path, want_meta=not good)
+        except InputFileError as err:
+            bad.append(f"{name} ({err.problem})")
             continue
-        good.append(ChunkTables(int(first), int(last), model, epoch, meta))
+        good.append(ChunkTables(name, first, last, model, epoch, meta, out.fingerprint))
     return good, bad
+
+
+def chunks_table(rec: TileRecord, layout: RunLayout, good: list[ChunkTables]) -> np.ndarray:
+    """The catalogue's ``chunks`` HDU: every chunk of the record, collated or missing."""
+    table = np.zeros(len(rec.chunks), dtype=CHUNK_DTYPE)
+    by_range = {(c.first, c.last): c for c in good}
+    for row, (first, last, nobj) in zip(table, rec.chunks):
+        c = by_range.get((first, last))
+        row["name"] = layout.chunk_name(first, last)
+        row["first"], row["last"] = first, last
+        if c is None:
+            row["nobj"], row["status"] = nobj, MISSING
+        else:
+            row["nobj"], row["nepoch"] = len(c.model), len(c.epoch)
+            row["status"], row["fingerprint"] = COLLATED, c.fingerprint
+    return table
 
 
 def _concat(tables: list[np.ndarray], names: list[str], what: str) -> np.ndarray:
@@ -209,22 +247,26 @@ def check_objects(rec: TileRecord, ids: np.ndarray, expected: np.ndarray | None,
 
 def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
                  ) -> CollateSummary:
-    """Collate one tile into ``<tile>/<tile>-<run>.fits`` (atomically)."""
+    """Collate one tile into ``<tile>/<tile>-<run>.fits`` (atomically).
+
+    Every chunk must be present and valid; with ``skip_errors`` the valid ones
+    are collated into a catalogue marked incomplete (header and tile record).
+    """
     chunks, bad = read_chunks(layout, rec)
     nchunk = len(rec.chunks)
+    hint = "see 'megamixit status --logs'"
     if not chunks:
-        raise PipelineError(f"tile {rec.tile}: no chunk output yet (0 of {nchunk} chunks done; "
-                            f"run 'megamixit run' first)")
+        raise PipelineError(f"tile {rec.tile}: no valid chunk output (0 of {nchunk} chunks): "
+                            f"{_name_list(bad)}; {hint}")
     if bad and not skip_errors:
-        raise PipelineError(f"tile {rec.tile}: {len(bad)} of {nchunk} chunk(s) missing or "
-                            f"unreadable: {_name_list(bad)} (--skip-errors collates the rest)")
+        raise PipelineError(f"tile {rec.tile}: {len(bad)} of {nchunk} chunk(s) without valid "
+                            f"output: {_name_list(bad)}; {hint} (--skip-errors collates the "
+                            f"rest into a catalogue marked incomplete)")
     for line in bad:
         logger.warning("tile %s: skipping %s", rec.tile, line)
-    names = [layout.chunk_rel(rec.tile, c.first, c.last) for c in chunks]
+    names = [c.name for c in chunks]
     model = _concat([c.model for c in chunks], names, "model_fits")
-    epochs = [c.epoch for c in chunks if c.epoch is not None and c.epoch.size]
-    enames = [n for c, n in zip(chunks, names) if c.epoch is not None and c.epoch.size]
-    epoch = _concat(epochs, enames, "epoch_data") if epochs else None
+    epoch = _concat([c.epoch for c in chunks], names, "epoch_data")
 
     try:
         expected = meds_ids(rec.meds_paths(layout.run_dir)[0])
@@ -240,7 +282,7 @@ def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
     if pos is not None and np.any(np.diff(pos) < 0):
         # MEDS order; epochs follow their object, keeping their order within it
         model = model[np.argsort(pos, kind="stable")]
-        if epoch is not None and "id" in epoch.dtype.names:
+        if "id" in epoch.dtype.names:
             epos = _object_positions(np.asarray(epoch["id"], dtype=np.int64), expected)
             epoch = epoch[np.argsort(epos, kind="stable")]
 
@@ -253,13 +295,16 @@ def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
     model = add_columns(model, derived_columns(model, zp))
 
     out = layout.collated(rec.tile)
-    with atomic_fits(out) as fits:
-        fits.write(model, extname="model_fits")
-        if epoch is not None:
-            fits.write(epoch, extname="epoch_data")
-        if meta is not None:
-            fits.write(meta, extname="meta_data")
+    complete = not bad
+    table = chunks_table(rec, layout, chunks)
+    fingerprint = write_catalogue(out, rec, model, epoch, meta, table, complete)
+    rec.collation = {"setup_id": rec.setup_id, "complete": complete,
+                     "missing": [str(n) for n in table["name"][table["status"] == MISSING]],
+                     "nobj": int(model.size), "nepoch": int(epoch.size),
+                     "fingerprint": fingerprint}
+    rec.save(layout.tile_record(rec.tile))
     nflag = int(np.count_nonzero(model["flags"])) if "flags" in model.dtype.names else 0
-    logger.info("tile %s: collated %d objects from %d chunks into %s", rec.tile, model.size,
-                len(chunks), out)
+    state = "" if complete else f" (INCOMPLETE: {len(bad)} chunk(s) missing)"
+    logger.info("tile %s: collated %d objects from %d chunks into %s%s", rec.tile, model.size,
+                len(chunks), out, state)
     return CollateSummary(rec.tile, out, int(model.size), nchunk, len(bad), nmiss, nflag)

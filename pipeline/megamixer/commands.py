@@ -14,16 +14,18 @@ from collections import Counter
 from ..errors import PipelineError
 from .archive import archive_tile, clean_tile
 from .collate import collate_tile
-from .jobs import chunk_jobs, get_run_system
+from .jobs import chunk_jobs, get_run_system, update_extra_cmds
 from .layout import RunLayout
 from .link import link_tiles
-from .run import plan_run, remove_outputs
+from .lock import run_lock
+from .run import plan_run
 from .runconfig import RunConfig
 from .setup import setup_run
+from .status import exit_code as status_exit_code
 from .status import format_status, tile_statuses
 from .tilerecord import TileRecord, load_record
 from .tiles import Tile, check_meds
-from .verify import format_results, verify_tile
+from .verify import DEFAULT_MAX_FLAGGED_FRAC, format_results, verify_tile
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ def _jobs(conf: RunConfig, layout: RunLayout, recs: list[TileRecord]) -> dict:
 
 def cmd_setup(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     check_meds(tiles, conf, args.tiles)
-    recs = setup_run(conf, tiles, clobber=args.clobber)
+    with run_lock(conf.run_dir, "set up"):
+        recs = setup_run(conf, tiles, clobber=args.clobber)
     nchunk = sum(len(r.chunks) for r in recs)
     nobj = sum(r.nobj for r in recs)
     print(f"set up {len(recs)} tile(s), {nobj} objects, {nchunk} chunks in "
@@ -49,7 +52,18 @@ def cmd_setup(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
 def cmd_run(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     layout = RunLayout(conf.run_dir, conf.run)
     recs = _records(layout, tiles)
+    if args.dry_run:
+        return _run(conf, layout, recs, args)
+    with run_lock(conf.run_dir, "run"):
+        return _run(conf, layout, recs, args)
+
+
+def _run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], args: Namespace) -> int:
     system = get_run_system(conf)
+    if not args.dry_run:
+        for rec in recs:
+            if update_extra_cmds(conf, layout, rec):
+                logger.info("tile %s: job scripts now run the new extra_cmds", rec.tile)
     jobs = _jobs(conf, layout, recs)
     plan = plan_run(conf, layout, recs, system, jobs, clobber=args.clobber, seed=args.seed)
     for tile in plan.skipped_tiles:
@@ -66,8 +80,6 @@ def cmd_run(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
         print(f"dry run: {len(plan.jobs)} chunk(s) would be submitted with system "
               f"'{conf.system}' ({plan.skipped_done} done, {plan.skipped_active} active)")
         return 0
-    if args.clobber:
-        remove_outputs(layout, recs, plan.jobs)
     t0 = time.monotonic()
     if plan.stuck:
         logger.warning("cancelling %d queued chunk(s) that cannot start, to resubmit them",
@@ -83,6 +95,10 @@ def cmd_run(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     if not plan.jobs and not (args.wait and plan.active):
         print(f"nothing to submit ({plan.skipped_done} chunk(s) done, "
               f"{plan.skipped_active} active, {len(plan.skipped_tiles)} tile(s) collated)")
+        uncollated = [r.tile for r in recs if r.tile not in plan.skipped_tiles]
+        if uncollated and not plan.active:
+            print(f"tile(s) with every chunk done but no complete catalogue: "
+                  f"{', '.join(uncollated)} (run 'megamixit collate')")
         return 0
     states = Counter(str(s) for s in system.query(watched).values())
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
@@ -102,7 +118,7 @@ def cmd_status(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     system = get_run_system(conf)
     statuses = tile_statuses(layout, recs, system, _jobs(conf, layout, recs))
     print(format_status(statuses, logs=args.logs))
-    return 0
+    return status_exit_code(statuses)
 
 
 def _per_tile(recs: list[TileRecord], func, what: str) -> tuple[list, list[str]]:
@@ -127,8 +143,9 @@ def cmd_collate(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     layout = RunLayout(conf.run_dir, conf.run)
     recs = _records(layout, tiles)
     t0 = time.monotonic()
-    done, errors = _per_tile(recs, lambda r: collate_tile(layout, r, args.skip_errors),
-                             "collate")
+    with run_lock(conf.run_dir, "collate"):
+        done, errors = _per_tile(recs, lambda r: collate_tile(layout, r, args.skip_errors),
+                                 "collate")
     for s in done:
         extra = f", {s.nskipped} chunk(s) skipped, {s.nmissing_obj} objects missing" \
             if s.nskipped or s.nmissing_obj else ""
@@ -141,23 +158,27 @@ def cmd_collate(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
 
 def cmd_verify(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     layout = RunLayout(conf.run_dir, conf.run)
-    results = [verify_tile(layout, rec) for rec in _records(layout, tiles)]
+    limit = getattr(conf, "max_flagged_frac", None)
+    limit = DEFAULT_MAX_FLAGGED_FRAC if limit is None else limit
+    results = [verify_tile(layout, rec, limit) for rec in _records(layout, tiles)]
     print(format_results(results))
     return 0 if all(r.ok for r in results) else 1
 
 
 def cmd_link(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     layout = RunLayout(conf.run_dir, conf.run)
-    _records(layout, tiles)
-    links = link_tiles(layout, [t.name for t in tiles])
+    recs = _records(layout, tiles)
+    with run_lock(conf.run_dir, "link"):
+        links = link_tiles(layout, recs)
     print(f"linked {len(links)} collated file(s) into {layout.output_dir}")
     return 0
 
 
 def cmd_archive(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     layout = RunLayout(conf.run_dir, conf.run)
-    done, errors = _per_tile(_records(layout, tiles), lambda r: archive_tile(layout, r),
-                             "archive")
+    with run_lock(conf.run_dir, "archive"):
+        done, errors = _per_tile(_records(layout, tiles), lambda r: archive_tile(layout, r),
+                                 "archive")
     print(f"archived {sum(1 for d in done if d is not None)} tile(s)")
     _raise_errors(errors, "archive")
     return 0
@@ -165,8 +186,9 @@ def cmd_archive(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
 
 def cmd_clean(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     layout = RunLayout(conf.run_dir, conf.run)
-    done, errors = _per_tile(_records(layout, tiles),
-                             lambda r: clean_tile(layout, r, clobber=args.clobber), "clean")
+    with run_lock(conf.run_dir, "clean"):
+        done, errors = _per_tile(_records(layout, tiles),
+                                 lambda r: clean_tile(layout, r, clobber=args.clobber), "clean")
     print(f"removed {sum(done)} chunk work file(s) from {len(done)} tile(s)")
     _raise_errors(errors, "clean")
     return 0

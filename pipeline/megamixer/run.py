@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .layout import RunLayout
 from .runconfig import RunConfig
+from .chunkcheck import check_chunk
 from .status import chunk_state
 from .tilerecord import TileRecord
 
@@ -48,7 +49,7 @@ def plan_run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], system,
     plan = RunPlan([], 0, [], [])
     todo = []
     for rec in recs:
-        if not clobber and layout.collated(rec.tile).exists():
+        if not clobber and rec.complete_catalogue and layout.collated(rec.tile).exists():
             plan.skipped_tiles.append(rec.tile)
             continue
         todo.append(rec)
@@ -56,8 +57,8 @@ def plan_run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], system,
     states = system.query(candidates) if candidates else {}
     for rec in todo:
         for job, (first, last) in zip(jobs_by_tile[rec.tile], rec.ranges):
-            has_output = layout.chunk_file(rec.tile, first, last).exists()
-            state = chunk_state(states.get(job.name, "unknown"), has_output)
+            output = check_chunk(layout, rec, int(first), int(last))
+            state = chunk_state(states.get(job.name, "unknown"), output.valid)
             if state in ("pending", "running"):
                 plan.active.append(job)
             elif state == "done" and not clobber:
@@ -67,12 +68,3 @@ def plan_run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], system,
                     plan.stuck.append(job)
                 plan.jobs.append(job)
     return plan
-
-
-def remove_outputs(layout: RunLayout, recs: list[TileRecord], jobs: list) -> None:
-    """Before a clobbering resubmission: stale chunk files must not count as done."""
-    wanted = {j.name for j in jobs}
-    for rec in recs:
-        for first, last in rec.ranges:
-            if layout.job_name(rec.tile, first, last) in wanted:
-                layout.chunk_file(rec.tile, first, last).unlink(missing_ok=True)

@@ -1,26 +1,41 @@
-"""``megamixit setup``: run layout, config copies, chunk lists, job scripts."""
+"""``megamixit setup``: run layout, config copies, chunk lists, job scripts.
+
+Setting a tile up again (``--clobber``) first makes sure no job of the old
+set-up is still queued or running (SLURM/LSF jobs are cancelled; chunks run by
+another live megamixit process make setup refuse), then removes only the files
+megamixer wrote for the old set-up (chunk files, catalogue, link). Every set-up gets a fresh ``setup_id``
+that its chunk outputs must carry, so output of an old job can never pass for
+output of the new set-up. A folder in the tile's place that megamixit did not
+set up is never deleted.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
+import time
+import uuid
 from pathlib import Path
 
 import yaml
 
 from ..errors import ConfigError, InputFileError, PipelineError
 from ..fileio import atomic_path
+from ..identity import Catalog, catalog_header, tile_catalog
+from ..provenance import file_digest
 from .chunks import chunk_objects, group_sizes_from_fof, make_chunks
-from .jobs import chunk_jobs, get_run_system
+from .jobs import chunk_jobs, get_run_system, query_by_submitter
 from .layout import (FIT_CONFIG_COPY, NBRS_CONFIG_COPY, RUN_CONFIG_COPY, TILES_COPY,
                      RunLayout, portable_path)
-from .medsinfo import meds_nobj
 from .runconfig import RUN_SCHEMA, RunConfig
+from .safety import chunk_file_names, litter, remove_files, remove_folder_if_empty
+from .software import software_env
 from .tilerecord import TileRecord
 from .tiles import Tile
 
 logger = logging.getLogger(__name__)
+
+CANCEL_WAIT = 120.0   # seconds to wait for cancelled jobs to leave the queue
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -63,46 +78,100 @@ def _merge_tiles_copy(path: Path, names: list[str]) -> None:
     _write_text(path, "".join(f"{n}\n" for n in merged))
 
 
-def build_nbrs(conf: RunConfig, meds: list[Path], nbrs_path: Path, fof_path: Path) -> None:
+def build_nbrs(conf: RunConfig, meds: list[Path], catalog: Catalog, nbrs_path: Path,
+               fof_path: Path) -> None:
     """Neighbour and FoF files of one tile, from the nbrs Python API."""
     from .. import nbrs as nb
     nconf = nb.load_nbrs_config(conf.nbrs_config)
+    header = catalog_header(catalog, file_digest(conf.nbrs_config))
     numbers, _ra, _dec, pi, pj = nb.pairs_from_meds([str(m) for m in meds], nconf)
-    nb.write_nbrs(nbrs_path, nb.make_nbrs_table(numbers, pi, pj))
-    nb.write_fofs(fof_path, nb.make_fofs_table(numbers, pi, pj))
+    nb.write_nbrs(nbrs_path, nb.make_nbrs_table(numbers, pi, pj), header=header)
+    nb.write_fofs(fof_path, nb.make_fofs_table(numbers, pi, pj), header=header)
 
 
-def _tile_nobj(tile: Tile, bands: list[str]) -> int:
-    counts = [meds_nobj(m) for m in tile.meds]
-    if len(set(counts)) != 1:
-        detail = ", ".join(f"{b}: {n}" for b, n in zip(bands, counts))
-        raise InputFileError(tile.meds[0], f"tile '{tile.name}' MEDS files differ in object "
-                                           f"count ({detail})")
-    return counts[0]
+# ------------------------------------------------------------------ an old set-up
+
+def stop_old_jobs(conf: RunConfig, layout: RunLayout, old: TileRecord) -> None:
+    """No job of ``old`` may still run: cancel queued/running scheduler jobs, refuse if a
+    chunk is run by another live megamixit process."""
+    jobs = chunk_jobs(old, layout, conf)
+    states = query_by_submitter(jobs)
+    active = [j for j in jobs if states[j.name][1].active]
+    if not active:
+        return
+    by_system: dict[str, list] = {}
+    for job in active:
+        by_system.setdefault(states[job.name][0].name, []).append(job)
+    for name, group in by_system.items():
+        system = states[group[0].name][0]
+        if name not in ("slurm", "lsf"):
+            raise PipelineError(f"tile {old.tile}: {len(group)} chunk(s) of the old set-up "
+                                f"are still being run by another megamixit process (system "
+                                f"'{name}', e.g. {group[0].name}); stop it or wait, then "
+                                f"set up again")
+        logger.warning("tile %s: cancelling %d %s job(s) of the old set-up", old.tile,
+                       len(group), name)
+        system.cancel(group)
+    deadline = time.monotonic() + CANCEL_WAIT
+    while True:
+        states = query_by_submitter(active)
+        still = [j.name for j in active if states[j.name][1].active]
+        if not still:
+            return
+        if time.monotonic() > deadline:
+            raise PipelineError(f"tile {old.tile}: {len(still)} cancelled job(s) of the old "
+                                f"set-up are still active after {CANCEL_WAIT:.0f} s (e.g. "
+                                f"{still[0]}); try again later")
+        time.sleep(1.0)
 
 
-def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, system,
-               nobj: int | None = None) -> TileRecord:
-    """Chunk one tile, create its chunk dirs and job scripts, save its record."""
+def remove_old_setup(layout: RunLayout, old: TileRecord) -> None:
+    """Remove what megamixer wrote for the old set-up (chunk files, catalogue, link),
+    nothing else: the user asked for it to be redone, and a stale catalogue must not be
+    read as the new one's."""
+    run_dir = layout.run_dir
+    for path in (layout.collated(old.tile), layout.link(old.tile)):
+        if os.path.lexists(path):
+            remove_files(path.parent, [path.name], run_dir)
+    for first, last in old.ranges:
+        folder = layout.chunk_dir(old.tile, first, last)
+        if not os.path.lexists(folder):
+            continue
+        names = chunk_file_names(layout, old.tile, first, last) + litter(folder)
+        remove_files(folder, names, run_dir)
+        remove_folder_if_empty(folder, run_dir)
+
+
+def _check_foreign_folder(layout: RunLayout, tile: str) -> None:
+    """A tile folder holding chunks but no tile record was not made by this run's setup."""
+    cdir = layout.chunks_dir(tile)
+    if os.path.lexists(cdir) and (not cdir.is_dir() or any(cdir.iterdir())):
+        raise PipelineError(f"{cdir}: exists but tile '{tile}' has no record in "
+                            f"{layout.tiles_dir}: not set up by megamixit (move it away, or "
+                            f"use --clobber to set up beside what it holds)")
+
+
+# ------------------------------------------------------------------ a new set-up
+
+def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, catalog: Catalog, system,
+               old: TileRecord | None = None) -> TileRecord:
+    """Chunk one tile, create its chunk dirs and job scripts, save its record.
+
+    ``old``: the record of an earlier set-up of the tile, whose jobs have stopped.
+    """
     import numpy as np
 
-    if nobj is None:
-        nobj = _tile_nobj(tile, conf.bands)
+    nobj = catalog.size
+    record_path = layout.tile_record(tile.name)
+    if old is not None:
+        remove_old_setup(layout, old)
     tdir = layout.tile_dir(tile.name)
-    cdir = layout.chunks_dir(tile.name)
-    # setup --clobber: stale chunks, catalogue and link of the old setup must not linger
-    # (run skips collated tiles; collate would mix chunk ranges)
-    if cdir.exists():
-        shutil.rmtree(cdir)
-    for old in (layout.collated(tile.name), layout.link(tile.name)):
-        if old.is_symlink() or old.exists():
-            old.unlink()
     tdir.mkdir(parents=True, exist_ok=True)
     fof_file = nbrs_file = None
     if conf.nbrs_config is not None:
         nbrs_path, fof_path = layout.nbrs_file(tile.name), layout.fof_file(tile.name)
         logger.info("tile %s: building neighbours and FoF groups", tile.name)
-        build_nbrs(conf, tile.meds, nbrs_path, fof_path)
+        build_nbrs(conf, tile.meds, catalog, nbrs_path, fof_path)
         sizes = group_sizes_from_fof(fof_path)
         if int(sizes.sum()) != nobj:
             raise InputFileError(fof_path, f"FoF table has {int(sizes.sum())} objects, "
@@ -118,12 +187,15 @@ def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, system,
         meds=[portable_path(m, layout.run_dir) for m in tile.meds],
         seed=int(conf.seed), nobj=nobj, ngroups=int(sizes.size),
         chunks=[[int(a), int(b), int(n)] for (a, b), n in zip(ranges, nper)],
+        setup_id=uuid.uuid4().hex, catalog=catalog.digest(),
+        config=file_digest(layout.copy(FIT_CONFIG_COPY)), inputs="",
         fof_file=fof_file, nbrs_file=nbrs_file,
-        extra={"extra_cmds": list(conf.extra_cmds)})
+        extra={"extra_cmds": list(conf.extra_cmds), "software": software_env()})
+    rec.inputs = rec.inputs_digest(layout.run_dir)
     for job in chunk_jobs(rec, layout, conf):
         (layout.run_dir / job.chunk_dir).mkdir(parents=True, exist_ok=True)
         system.write_script(job)
-    rec.save(layout.tile_record(tile.name))
+    rec.save(record_path)
     logger.info("tile %s: %d objects, %d groups, %d chunks", tile.name, nobj, sizes.size,
                 len(ranges))
     return rec
@@ -145,7 +217,14 @@ def setup_run(conf: RunConfig, tiles: list[Tile], clobber: bool = False) -> list
     if done and not clobber:
         raise PipelineError(f"{layout.run_dir}: tile(s) already set up: {', '.join(done)} "
                             f"(use --clobber to redo)")
-    nobjs = [_tile_nobj(t, conf.bands) for t in tiles]  # all inputs readable before writing
+    if not clobber:
+        for tile in tiles:
+            _check_foreign_folder(layout, tile.name)
+    # all inputs readable and consistent before anything is written
+    catalogs = [tile_catalog(tile.meds) for tile in tiles]
+    olds = {name: TileRecord.load(layout.tile_record(name)) for name in done}
+    for old in olds.values():   # no old job may write into the new set-up
+        stop_old_jobs(conf, layout, old)
     system = get_run_system(conf)
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     _copy_config(conf.fit_config, layout.copy(FIT_CONFIG_COPY), clobber)
@@ -154,6 +233,7 @@ def setup_run(conf: RunConfig, tiles: list[Tile], clobber: bool = False) -> list
     run_copy = layout.copy(RUN_CONFIG_COPY)
     if os.path.abspath(run_copy) != os.path.abspath(conf.path):
         _write_text(run_copy, portable_run_config(conf, layout))
-    recs = [setup_tile(conf, layout, tile, system, n) for tile, n in zip(tiles, nobjs)]
+    recs = [setup_tile(conf, layout, tile, cat, system, olds.get(tile.name))
+            for tile, cat in zip(tiles, catalogs)]
     _merge_tiles_copy(layout.copy(TILES_COPY), [t.name for t in tiles])
     return recs

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .chunkcheck import check_chunk
 from .layout import RunLayout
 from .tilerecord import TileRecord
 
@@ -17,10 +18,10 @@ LOG_TAIL = 15
 class TileStatus:
     tile: str
     nchunks: int
-    collated: bool
-    archived: bool
+    collated: str            # "yes", "incomplete", "stale", "no" or "archived"
     states: dict[str, str] = field(default_factory=dict)   # job name -> state value
     logs: dict[str, Path] = field(default_factory=dict)    # job name -> log path
+    problems: dict[str, str] = field(default_factory=dict)  # job name -> invalid output
 
     def counts(self) -> Counter:
         return Counter(self.states.values())
@@ -32,13 +33,40 @@ class TileStatus:
 
 def chunk_state(state, has_output: bool) -> str:
     """The adapter's state corrected by the chunk file: a finished job counts as done
-    only if its output exists (ngmixit writes it atomically at the very end)."""
+    only if its output is valid (:func:`~.chunkcheck.check_chunk`)."""
     value = str(state)
     if value in ("pending", "running"):
         return value
     if has_output:
         return "done"
     return "failed" if value == "done" else value
+
+
+def collation_state(layout: RunLayout, rec: TileRecord) -> str:
+    """How the tile's catalogue stands, from the tile record (no file read)."""
+    if layout.archive(rec.tile).exists() and rec.complete_catalogue:
+        return "archived"
+    if not layout.collated(rec.tile).exists() or not rec.collation:
+        return "no"
+    if rec.collation.get("setup_id") != rec.setup_id:
+        return "stale"
+    return "yes" if rec.collation.get("complete") else "incomplete"
+
+
+def all_done(statuses: list[TileStatus]) -> bool:
+    """True when every chunk of every tile is done."""
+    return all(set(st.states.values()) <= {"done"} for st in statuses)
+
+
+def exit_code(statuses: list[TileStatus]) -> int:
+    """0: every chunk done; 1: some failed or stuck (need action); 3: work still
+    queued, running or not submitted."""
+    states = {s for st in statuses for s in st.states.values()}
+    if states <= {"done"}:
+        return 0
+    if states & {"failed", "stuck", "unknown"}:
+        return 1
+    return 3
 
 
 def tile_statuses(layout: RunLayout, recs: list[TileRecord], system, jobs_by_tile: dict
@@ -48,14 +76,16 @@ def tile_statuses(layout: RunLayout, recs: list[TileRecord], system, jobs_by_til
     states = system.query(all_jobs) if all_jobs else {}
     out = []
     for rec in recs:
-        archived = layout.archive(rec.tile).exists()
-        st = TileStatus(rec.tile, len(rec.chunks), layout.collated(rec.tile).exists(), archived)
+        st = TileStatus(rec.tile, len(rec.chunks), collation_state(layout, rec))
+        held = st.collated in ("yes", "archived")
         for job, (first, last) in zip(jobs_by_tile[rec.tile], rec.ranges):
-            has_output = layout.chunk_file(rec.tile, first, last).exists()
-            if archived and not job.path.exists():
+            output = check_chunk(layout, rec, int(first), int(last))
+            if held and not output.exists:
                 st.states[job.name] = "done"   # results live in the collated file
                 continue
-            st.states[job.name] = chunk_state(states.get(job.name, "unknown"), has_output)
+            if output.problem:
+                st.problems[job.name] = output.problem
+            st.states[job.name] = chunk_state(states.get(job.name, "unknown"), output.valid)
             st.logs[job.name] = job.path / job.log
         out.append(st)
     return out
@@ -78,7 +108,7 @@ def format_status(statuses: list[TileStatus], logs: bool = False) -> str:
     for st in statuses:
         c = st.counts()
         total.update(c)
-        col = "archived" if st.archived else ("yes" if st.collated else "no")
+        col = st.collated
         lines.append(f"{st.tile:<20} {st.nchunks:>6} " +
                      " ".join(f"{c.get(k, 0):>13}" for k in COLUMNS) + f" {col:>9}")
     if len(statuses) > 1:
@@ -88,5 +118,11 @@ def format_status(statuses: list[TileStatus], logs: bool = False) -> str:
         for st in statuses:
             for name in st.failed:
                 lines.append(f"--- failed chunk {name}: {st.logs.get(name)} (last lines)")
+                if name in st.problems:
+                    lines.append(f"    output rejected: {st.problems[name]}")
                 lines.extend("    " + ln for ln in tail(st.logs.get(name, Path("/nonexistent"))))
+    else:
+        for st in statuses:
+            for name, problem in st.problems.items():
+                lines.append(f"{name}: output rejected: {problem}")
     return "\n".join(lines)

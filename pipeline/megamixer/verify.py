@@ -1,4 +1,10 @@
-"""``megamixit verify``: check collated catalogues against their MEDS files."""
+"""``megamixit verify``: full check of collated catalogues, and their flag fractions.
+
+A tile passes when its catalogue passes :func:`~.catalogue.check_catalogue`
+(every HDU read and checksummed, complete, of the current set-up, ids equal to
+the MEDS ids) and at most ``max_flagged_frac`` of its objects have non-zero
+``flags`` (a run that fitted nothing never reads "ok").
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputFileError
-from ..fitsfile import open_fits
+from .catalogue import check_catalogue
 from .layout import RunLayout
-from .medsinfo import meds_ids
 from .tilerecord import TileRecord
+
+DEFAULT_MAX_FLAGGED_FRAC = 0.1
 
 
 @dataclass
@@ -25,6 +31,10 @@ class VerifyResult:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def flagged_frac(self) -> float:
+        return self.nflagged / self.nobj if self.nobj else 0.0
+
 
 def flag_bits(flags: np.ndarray) -> dict[int, int]:
     """Objects per set bit value (one pass per bit, not per row)."""
@@ -37,49 +47,28 @@ def flag_bits(flags: np.ndarray) -> dict[int, int]:
     return out
 
 
-def verify_tile(layout: RunLayout, rec: TileRecord) -> VerifyResult:
-    """Readable; ids equal to the MEDS ids in order; row count; no duplicate; flags."""
-    res = VerifyResult(rec.tile)
-    path = layout.collated(rec.tile)
-    if not path.exists():
-        res.problems.append(f"{path}: not collated")
-        return res
-    try:
-        with open_fits(path) as fits:
-            ids = np.asarray(fits["model_fits"].read_column("id"), dtype=np.int64)
-            cols = fits["model_fits"].get_colnames()
-            flags = fits["model_fits"].read_column("flags") if "flags" in cols else None
-    except Exception as err:  # any failure to read is the finding
-        res.problems.append(f"{path}: unreadable ({str(err).strip().splitlines()[0]})")
-        return res
-    res.nobj = int(ids.size)
-    if ids.size != rec.nobj:
-        res.problems.append(f"{path}: {ids.size} rows, tile has {rec.nobj} objects")
-    uniq, counts = np.unique(ids, return_counts=True)
-    if np.any(counts > 1):
-        res.problems.append(f"{path}: {int(np.sum(counts > 1))} duplicate id(s), "
-                            f"e.g. {int(uniq[counts > 1][0])}")
-    try:
-        for mpath in rec.meds_paths(layout.run_dir):
-            expected = meds_ids(mpath)
-            if expected.size != ids.size or np.any(expected != ids):
-                res.problems.append(f"{path}: ids differ from {mpath} (count or order)")
-    except InputFileError as err:
-        res.problems.append(str(err))
-    if flags is None:
-        res.problems.append(f"{path}: no 'flags' column")
-    else:
-        res.nflagged = int(np.count_nonzero(flags))
-        res.flag_bits = flag_bits(flags)
+def verify_tile(layout: RunLayout, rec: TileRecord,
+                max_flagged_frac: float = DEFAULT_MAX_FLAGGED_FRAC) -> VerifyResult:
+    """Full catalogue check plus the flagged-object fraction against its limit."""
+    check = check_catalogue(layout, rec)
+    res = VerifyResult(rec.tile, nobj=check.nobj, problems=list(check.problems))
+    if check.flags is not None:
+        res.nflagged = int(np.count_nonzero(check.flags))
+        res.flag_bits = flag_bits(check.flags)
+        if res.nobj and res.flagged_frac > max_flagged_frac:
+            res.problems.append(f"tile {rec.tile}: {res.nflagged} of {res.nobj} objects "
+                                f"({100 * res.flagged_frac:.1f}%) have non-zero flags, more "
+                                f"than max_flagged_frac {100 * max_flagged_frac:.1f}%")
     return res
 
 
 def format_results(results: list[VerifyResult]) -> str:
     """A table of verify results, then one line per problem."""
-    lines = [f"{'tile':<20} {'objects':>8} {'flagged':>8} {'status':>7}  flag bits (value:count)"]
+    lines = [f"{'tile':<20} {'objects':>8} {'flagged':>8} {'%':>6} {'status':>7}  "
+             f"flag bits (value:count)"]
     for r in results:
         bits = " ".join(f"{b}:{n}" for b, n in sorted(r.flag_bits.items())) or "-"
-        lines.append(f"{r.tile:<20} {r.nobj:>8} {r.nflagged:>8} "
+        lines.append(f"{r.tile:<20} {r.nobj:>8} {r.nflagged:>8} {100 * r.flagged_frac:>6.1f} "
                      f"{'ok' if r.ok else 'FAILED':>7}  {bits}")
     for r in results:
         lines.extend(f"problem: {p}" for p in r.problems)

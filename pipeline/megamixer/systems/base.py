@@ -165,6 +165,13 @@ def write_submit_record(job: ChunkJob, rec: SubmitRecord) -> None:
             fobj.write(rec.to_json())
 
 
+def remove_submit_record(job: ChunkJob) -> None:
+    try:
+        os.unlink(job.path / SUBMIT_FILE)
+    except FileNotFoundError:
+        pass
+
+
 def read_exit_status(job: ChunkJob) -> int | None:
     """The exit code the job script wrote, or ``None`` if it did not finish."""
     try:
@@ -178,11 +185,42 @@ def read_exit_status(job: ChunkJob) -> int | None:
 
 
 def clear_exit_status(job: ChunkJob) -> None:
-    """Remove a previous attempt's status so a resubmitted chunk reads as queued."""
+    """Remove a previous attempt's status (and the half-written ``.exit_status.PID``
+    a killed job may leave) so a resubmitted chunk reads as queued."""
+    for name in [EXIT_FILE] + [n for n in _listdir(job.path) if n.startswith(f".{EXIT_FILE}.")]:
+        try:
+            os.unlink(job.path / name)
+        except FileNotFoundError:
+            pass
+
+
+def _listdir(path: Path) -> list[str]:
     try:
-        os.unlink(job.path / EXIT_FILE)
-    except FileNotFoundError:
-        pass
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+_VAR_WORD = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as one shell line: every word quoted, except a leading ``${VAR}``
+    (the interpreter variable the script defines), which is expanded."""
+    if argv and _VAR_WORD.match(argv[0]):
+        return f'"{argv[0]}" ' + shlex.join(argv[1:])
+    return shlex.join(argv)
+
+
+def export_line(key: str, value: str) -> str:
+    """``export KEY=value`` with the value quoted; ``PYTHONPATH`` is prepended to the
+    inherited one, and a relative path is made absolute against the job's folder."""
+    quoted = shlex.quote(value)
+    if key == "PYTHONPATH":
+        return f'export PYTHONPATH={quoted}"${{PYTHONPATH:+:${{PYTHONPATH}}}}"'
+    if value.startswith("../") or value.startswith("./"):
+        return f'export {key}="${{PWD}}"/{quoted}'
+    return f"export {key}={quoted}"
 
 
 def merge_state(sched: JobState | None, exit_code: int | None) -> JobState:
@@ -342,7 +380,7 @@ class BatchSystem:
         """Placeholder values for the per-chunk template."""
         wall = self.job_walltime(job)
         mem = self.job_mem(job)
-        env = "\n".join(f"export {k}={shlex.quote(str(v))}" for k, v in job.env.items())
+        env = "\n".join(export_line(k, str(v)) for k, v in job.env.items())
         return {
             "name": job.name,
             "chunk_dir": job.chunk_dir,
@@ -353,7 +391,7 @@ class BatchSystem:
             "cpus": str(self.job_cpus(job)),
             "extra_cmds": "\n".join(job.extra_cmds) if job.extra_cmds else None,
             "env": env or None,
-            "command": shlex.join(job.command),
+            "command": command_line(job.command),
             "exit_file": EXIT_FILE,
         }
 

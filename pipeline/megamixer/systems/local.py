@@ -18,9 +18,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Mapping, Sequence
 
 from .base import (BatchSystem, ChunkJob, JobState, Progress, SubmitCommand, SubmitRecord,
-                   read_exit_status, write_submit_record)
+                   read_exit_status, remove_submit_record, write_submit_record)
 
 log = logging.getLogger(__name__)
+
+#: "host pid start-time" of a running job script (written by jobtemplates/shell.sh)
+PID_FILE = "job.pid"
 
 # In-process states of chunks run by this process, keyed by absolute chunk dir, so
 # any adapter instance in this process sees them.
@@ -50,23 +53,35 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def script_alive(job: ChunkJob) -> bool:
+    """True if the chunk's job script still runs on this host (its ``job.pid``)."""
+    try:
+        host, pid, start = (job.path / PID_FILE).read_text().split()
+    except (OSError, ValueError):
+        return False
+    return (host == socket.gethostname() and pid.isdigit()
+            and process_start_time(int(pid)) == int(start))
+
+
 def owner_state(job: ChunkJob, rec: SubmitRecord) -> JobState | None:
     """State implied by the process that submitted ``job`` (systems that block in submit).
 
     PENDING/RUNNING while that process lives (RUNNING once the chunk's log was
-    touched after submission), DONE-like "gone" once it has exited, None when it ran
-    on another host and cannot be checked.
+    touched after submission); once it has exited, RUNNING while the chunk's own
+    script still runs (an orphan of a killed megamixit), else DONE-like "gone";
+    None when it ran on another host and cannot be checked.
     """
     state = live_state(job)
     if state is not None and state is not JobState.PENDING:
         return state
     if state is None:
         if rec.host != socket.gethostname():
-            return None
+            return JobState.RUNNING if script_alive(job) else None
         start = process_start_time(rec.pid)
         if (start is None or start != rec.extra.get("pid_start", start)
                 or rec.pid == os.getpid()):
-            return JobState.DONE  # submitter gone: "no exit_status" then reads FAILED
+            # submitter gone: "no exit_status" then reads FAILED unless the script runs on
+            return JobState.RUNNING if script_alive(job) else JobState.DONE
     try:
         touched = (job.path / job.log).stat().st_mtime >= rec.submit_unix
     except OSError:
@@ -92,6 +107,7 @@ class LocalSystem(BatchSystem):
         super().__init__(**kw)
         self.workers = max(1, int(workers or os.cpu_count() or 1))
         self._procs: dict[str, subprocess.Popen] = {}
+        self._records: dict[str, SubmitRecord] = {}
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
 
@@ -108,10 +124,13 @@ class LocalSystem(BatchSystem):
                 records.append(self.record(job, None, cmd, self.script_path(job)))
                 continue
             self.prepare(job)
+            # written when the chunk starts: a chunk the pool never reached (Ctrl-C, a
+            # killed megamixit) must read "not submitted", not "failed"
+            remove_submit_record(job)
             rec = self.record(job, f"{socket.gethostname()}:{os.getpid()}", cmd,
                               self.script_path(job),
                               extra={"pid_start": process_start_time(os.getpid())})
-            write_submit_record(job, rec)
+            self._records[job.name] = rec
             _set_live(job, JobState.PENDING)
             records.append(rec)
         if not dry_run:
@@ -147,9 +166,10 @@ class LocalSystem(BatchSystem):
 
     def _run_one(self, job: ChunkJob) -> JobState:
         if self._cancelled.is_set():
-            _set_live(job, JobState.FAILED)
-            return JobState.FAILED
+            _set_live(job, JobState.NOT_SUBMITTED)
+            return JobState.NOT_SUBMITTED
         _set_live(job, JobState.RUNNING)
+        write_submit_record(job, self._records[job.name])
         script = str(self.script_path(job))
         proc = subprocess.Popen(["bash", script], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -183,4 +203,4 @@ class LocalSystem(BatchSystem):
                 pass
         for job in jobs:
             if live_state(job) is JobState.PENDING:
-                _set_live(job, JobState.FAILED)
+                _set_live(job, JobState.NOT_SUBMITTED)
