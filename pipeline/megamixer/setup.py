@@ -82,8 +82,11 @@ def _tile_nobj(tile: Tile, bands: list[str]) -> int:
 
 
 def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, system,
-               nobj: int | None = None) -> TileRecord:
-    """Chunk one tile, create its chunk dirs and job scripts, save its record."""
+               nobj: int | None = None, inputs: dict | None = None) -> TileRecord:
+    """Chunk one tile, create its chunk dirs and job scripts, save its record.
+
+    ``inputs``: the tile's $DESDATA files (``RunConfig.tile_inputs``): FoF and nbrs
+    files used as they are, MOF and object-flags files passed to ngmixit."""
     import numpy as np
 
     if nobj is None:
@@ -99,7 +102,16 @@ def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, system,
             old.unlink()
     tdir.mkdir(parents=True, exist_ok=True)
     fof_file = nbrs_file = None
-    if conf.nbrs_config is not None:
+    inputs = inputs or {}
+    if inputs.get("fof_file") is not None:
+        fof_path = inputs["fof_file"]
+        sizes = group_sizes_from_fof(fof_path)
+        if int(sizes.sum()) != nobj:
+            raise InputFileError(fof_path, f"FoF table has {int(sizes.sum())} objects, "
+                                           f"MEDS files have {nobj}")
+        fof_file = portable_path(fof_path, layout.run_dir)
+        nbrs_file = portable_path(inputs["nbrs_file"], layout.run_dir)
+    elif conf.nbrs_config is not None:
         nbrs_path, fof_path = layout.nbrs_file(tile.name), layout.fof_file(tile.name)
         logger.info("tile %s: building neighbours and FoF groups", tile.name)
         build_nbrs(conf, tile.meds, nbrs_path, fof_path)
@@ -119,7 +131,9 @@ def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, system,
         seed=int(conf.seed), nobj=nobj, ngroups=int(sizes.size),
         chunks=[[int(a), int(b), int(n)] for (a, b), n in zip(ranges, nper)],
         fof_file=fof_file, nbrs_file=nbrs_file,
-        extra={"extra_cmds": list(conf.extra_cmds)})
+        extra={"extra_cmds": list(conf.extra_cmds)},
+        **{k: portable_path(inputs[k], layout.run_dir) if inputs.get(k) is not None else None
+           for k in ("obj_flags_file", "mof_file")})
     for job in chunk_jobs(rec, layout, conf):
         (layout.run_dir / job.chunk_dir).mkdir(parents=True, exist_ok=True)
         system.write_script(job)
@@ -138,7 +152,7 @@ def setup_run(conf: RunConfig, tiles: list[Tile], clobber: bool = False) -> list
     if not conf.fit_config.is_file():
         raise InputFileError(conf.fit_config, "fit config not found")
     from ..fitconfig import load_fit_config
-    load_fit_config(conf.fit_config)  # fail now, not in hundreds of jobs
+    fit = load_fit_config(conf.fit_config)  # fail now, not in hundreds of jobs
     if conf.nbrs_config is not None and not conf.nbrs_config.is_file():
         raise InputFileError(conf.nbrs_config, "neighbour config not found")
     done = [t.name for t in tiles if layout.tile_record(t.name).exists()]
@@ -146,6 +160,8 @@ def setup_run(conf: RunConfig, tiles: list[Tile], clobber: bool = False) -> list
         raise PipelineError(f"{layout.run_dir}: tile(s) already set up: {', '.join(done)} "
                             f"(use --clobber to redo)")
     nobjs = [_tile_nobj(t, conf.bands) for t in tiles]  # all inputs readable before writing
+    inputs = [conf.tile_inputs(t.name, fit["model_nbrs"]) if conf.meds_version else None
+              for t in tiles]
     system = get_run_system(conf)
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     _copy_config(conf.fit_config, layout.copy(FIT_CONFIG_COPY), clobber)
@@ -154,6 +170,7 @@ def setup_run(conf: RunConfig, tiles: list[Tile], clobber: bool = False) -> list
     run_copy = layout.copy(RUN_CONFIG_COPY)
     if os.path.abspath(run_copy) != os.path.abspath(conf.path):
         _write_text(run_copy, portable_run_config(conf, layout))
-    recs = [setup_tile(conf, layout, tile, system, n) for tile, n in zip(tiles, nobjs)]
+    recs = [setup_tile(conf, layout, tile, system, n, inp)
+            for tile, n, inp in zip(tiles, nobjs, inputs)]
     _merge_tiles_copy(layout.copy(TILES_COPY), [t.name for t in tiles])
     return recs

@@ -36,6 +36,8 @@ class TileRecord:
     nbrs_file: str | None = None
     version: int = RECORD_VERSION
     extra: dict = field(default_factory=dict)
+    obj_flags_file: str | None = None   # ngmixit --obj-flags (run config obj_flags_version)
+    mof_file: str | None = None         # ngmixit --mof-file (run config mof_version)
 
     @property
     def ranges(self) -> np.ndarray:
@@ -79,5 +81,9 @@ def chunk_command(rec: TileRecord, layout: RunLayout, first: int, last: int) -> 
         cmd += ["--fof-file", from_chunk(rec.fof_file)]
     if rec.nbrs_file:
         cmd += ["--nbrs-file", from_chunk(rec.nbrs_file)]
+    if rec.obj_flags_file:
+        cmd += ["--obj-flags", from_chunk(rec.obj_flags_file)]
+    if rec.mof_file:
+        cmd += ["--mof-file", from_chunk(rec.mof_file)]
     cmd += ["--seed", str(rec.seed), "--log-level", "INFO"]
     return cmd
