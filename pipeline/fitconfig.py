@@ -28,8 +28,6 @@ from .ngmixer_keys import FIT_KEYS, translate_fit
 GALAXY_MODELS = SIMPLE_MODELS + ("bdf", "cm")
 #: models metacal fits (one LM fit per sheared image)
 METACAL_MODELS = SIMPLE_MODELS + ("bdf",)
-KNOWN_MODELS = GALAXY_MODELS
-PRIOR_SLOTS = ("cen", "g", "T", "counts", "fracdev")
 
 
 def _prior_key(doc: str) -> Key:
