@@ -46,9 +46,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .config import Key, load_config, validate
-from .errors import ConfigError, InputFileError
+from .config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Key, check_mapping, load_yaml_text,
+                     raise_problems)
+from .errors import InputFileError
 from .fitsfile import atomic_fits, open_fits
+from .ngmixer_keys import translate_nbrs
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +70,11 @@ NBRS_SCHEMA: dict[str, Key] = {
     "buff_type": Key(str, "min", "buffer from the min, max or sum (tot) of the two box sizes",
                      choices=("min", "max", "tot"), nullable=False),
     "buff_frac": Key(float, 0.25, "buffer = buff_frac * buff_type(box_i, box_j), pixels",
-                     nullable=False),
-    "maxsize_to_replace": Key(int, None, "boxes of exactly this size are grown (null: none)"),
-    "new_maxsize": Key(int, None, "size the replaced boxes grow to, centred"),
+                     check=NON_NEGATIVE, nullable=False),
+    "maxsize_to_replace": Key(int, None, "boxes of exactly this size are grown (null: none)",
+                              check=AT_LEAST_ONE),
+    "new_maxsize": Key(int, None, "size the replaced boxes grow to, centred",
+                       check=AT_LEAST_ONE),
     # both methods
     "check_seg": Key(bool, True, "also link any other seg id inside the coadd seg stamp",
                      nullable=False),
@@ -78,36 +82,54 @@ NBRS_SCHEMA: dict[str, Key] = {
     "radius_column": Key(str, None, "object_data column holding a radius (null: box_size/2)"),
     "radius_units": Key(str, "pixels", "units of radius_column", choices=("pixels", "arcsec"),
                         nullable=False),
-    "radius_mult": Key(float, 1.0, "radius = radius_mult * size", nullable=False),
-    "min_radius": Key(float, 0.0, "lower clip of the radius, arcsec", nullable=False),
-    "max_radius": Key(float, None, "upper clip of the radius, arcsec (null: none)"),
-    "padding": Key(float, 0.0, "added to r_i + r_j, arcsec", nullable=False),
-    "pixel_scale": Key(float, None, "arcsec/pixel; null: from the coadd Jacobian columns"),
+    "radius_mult": Key(float, 1.0, "radius = radius_mult * size", check=NON_NEGATIVE,
+                       nullable=False),
+    "min_radius": Key(float, 0.0, "lower clip of the radius, arcsec", check=NON_NEGATIVE,
+                      nullable=False),
+    "max_radius": Key(float, None, "upper clip of the radius, arcsec (null: none)",
+                      check=NON_NEGATIVE),
+    "padding": Key(float, 0.0, "added to r_i + r_j, arcsec", check=NON_NEGATIVE,
+                   nullable=False),
+    "pixel_scale": Key(float, None, "arcsec/pixel; null: from the coadd Jacobian columns",
+                       check=POSITIVE),
 }
 
 
-def check_nbrs_config(conf: Mapping[str, Any], source: str = "config") -> dict:
-    """Validate a neighbour config (schema plus value ranges); return it with defaults."""
-    conf = validate(conf, NBRS_SCHEMA, source=source)
-    if conf["buff_frac"] < 0:
-        raise ConfigError(f"{source}: key 'buff_frac' must be >= 0, got {conf['buff_frac']!r}")
-    if (conf["maxsize_to_replace"] is None) != (conf["new_maxsize"] is None):
-        raise ConfigError(f"{source}: 'maxsize_to_replace' and 'new_maxsize' must be given together")
-    if conf["new_maxsize"] is not None and conf["new_maxsize"] < conf["maxsize_to_replace"]:
-        raise ConfigError(f"{source}: 'new_maxsize' must be >= 'maxsize_to_replace'")
-    for key in ("radius_mult", "min_radius", "padding"):
-        if conf[key] < 0:
-            raise ConfigError(f"{source}: key '{key}' must be >= 0, got {conf[key]!r}")
-    if conf["max_radius"] is not None and conf["max_radius"] < conf["min_radius"]:
-        raise ConfigError(f"{source}: 'max_radius' must be >= 'min_radius'")
-    if conf["pixel_scale"] is not None and conf["pixel_scale"] <= 0:
-        raise ConfigError(f"{source}: key 'pixel_scale' must be > 0")
-    return conf
+def _cross_problems(conf: Mapping[str, Any]) -> list[str]:
+    def num(key):
+        value = conf.get(key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    problems = []
+    if (conf.get("maxsize_to_replace") is None) != (conf.get("new_maxsize") is None):
+        problems.append("'maxsize_to_replace' and 'new_maxsize' must be given together")
+    elif None not in (num("new_maxsize"), num("maxsize_to_replace")) \
+            and num("new_maxsize") < num("maxsize_to_replace"):
+        problems.append("'new_maxsize' must be >= 'maxsize_to_replace'")
+    if None not in (num("max_radius"), num("min_radius")) and num("max_radius") < num("min_radius"):
+        problems.append("'max_radius' must be >= 'min_radius'")
+    return problems
+
+
+def check_nbrs_config(conf: Mapping[str, Any], source: str = "config",
+                      text: str | None = None) -> dict:
+    """Validate a neighbour config (ngmixer's nested ``nbrs:`` form accepted; schema,
+    value ranges, cross-key rules: every problem in one ConfigError); return it with
+    defaults. A translated ngmixer config keeps ``_ngmixer`` (original text, notes)."""
+    tr = translate_nbrs(dict(conf))
+    problems = list(tr.problems)
+    out = check_mapping(tr.data, NBRS_SCHEMA, problems, also_known=("nbrs", "run"))
+    problems += _cross_problems(out)
+    raise_problems(source, problems)
+    if tr.translated:
+        out["_ngmixer"] = tr.record(text if text is not None else "")
+    return out
 
 
 def load_nbrs_config(path: str | os.PathLike) -> dict:
     """Load and validate a neighbour config YAML file."""
-    return check_nbrs_config(load_config(path, NBRS_SCHEMA), source=os.fspath(path))
+    text, data = load_yaml_text(path)
+    return check_nbrs_config(data, source=os.fspath(path), text=text)
 
 
 # ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import yaml
 
 from . import __version__, interrupts
 from .diagnostics import diagnostic
+from .config import check_seed
 from .errors import ConfigError, InputFileError, PipelineError
 from .fileio import atomic_path, check_writable, temporary_name
 from .fitconfig import load_fit_config
@@ -55,17 +56,6 @@ class RunOptions:
     make_plots: bool = False
     progress: bool | None = None
     tags: dict[str, str] = field(default_factory=dict)
-
-
-MAX_SEED = 2**63 - 1
-
-
-def check_seed(seed: int, source: str = "--seed") -> int:
-    """A run seed must be an integer in [0, 2**63 - 1] (what the object streams take)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
-            or not 0 <= int(seed) <= MAX_SEED:
-        raise ConfigError(f"{source}: seed must be an integer from 0 to 2**63-1, got {seed!r}")
-    return int(seed)
 
 
 def object_rng(seed: int, object_id: int) -> np.random.Generator:

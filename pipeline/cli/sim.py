@@ -71,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     from ..sims import sim_config, simulate_tile
 
+    from ..config import check_seed, plain_name
+    bad = plain_name(args.tile)
+    if bad:
+        raise ConfigError(f"--tile {bad}")
+    check_seed(args.seed)
     bands = _parse_bands(args.bands)
     if args.nobj <= 0:
         raise ConfigError(f"--nobj must be > 0, got {args.nobj}")

@@ -35,6 +35,12 @@ def register(name: str) -> Callable[[type], type]:
     return deco
 
 
+def fitter_names() -> tuple[str, ...]:
+    """Every registered fitter name (the values ``fitter_type`` takes)."""
+    from . import maxlike, metacal, mof  # noqa: F401  (registration side effects)
+    return tuple(sorted(_REGISTRY))
+
+
 def get_fitter(conf: dict, nband: int) -> "BaseFitter":
     """Instantiate the fitter named by ``conf['fitter_type']``."""
     from . import maxlike, metacal  # noqa: F401  (registration side effects)

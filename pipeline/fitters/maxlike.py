@@ -10,23 +10,13 @@ from ..gmix import flags as F
 from ..gmix.maxlike import fit_model
 from ..gmix.observation import MultiBandObsList, ObsList
 from ..gmix.priors import make_priors
-from ..gmix.psf import fit_psf
+from ..gmix.psf import fit_psf, psf_npars
 from ..gmix.template import fit_psf_flux
 from ..rows import DEFVAL
 from .base import BaseFitter, fill_model, model_columns, register
 from .composite import fit_composite
 
 logger = logging.getLogger(__name__)
-
-PSF_NPARS = {"gauss": 6, "admom": 6, "turb": 6, "coellip2": 8, "coellip3": 10}
-
-
-def psf_npars(model: str) -> int:
-    """Length of the psf_fit_pars column for a PSF model (flat mixture for EM)."""
-    if model.startswith("em"):
-        return 6 * int(model[2:])
-    return PSF_NPARS.get(model, 10)
-
 
 def model_npars(model: str, nband: int) -> int:
     return 6 + nband if model == "bdf" else 5 + nband

@@ -22,6 +22,8 @@ from .render_nb import KIND_BDF, KIND_COELLIP, KIND_SHARED, moment_guess
 log = logging.getLogger(__name__)
 
 DEFAULT_LM_PARS = {"maxit": 200, "ftol": 1.0e-5, "xtol": 1.0e-6, "lambda0": 1.0e-3}
+#: options accepted in ``lm_pars`` (``maxfev`` is ngmix's name of ``maxit``); all positive
+LM_PARS_TYPES = {"maxit": int, "maxfev": int, "ftol": float, "xtol": float, "lambda0": float}
 _KINDS = {"shared": KIND_SHARED, "bdf": KIND_BDF, "coellip": KIND_COELLIP}
 _EMPTY_PRIOR = (np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64),
                 np.zeros((0, 4)))
@@ -236,7 +238,7 @@ def _fit(mbobs, spec, nband, prior, guess, rng, ntry, lm_pars, bounds) -> FitRes
         return _flagged(spec, nband, packed.flags, packed.message, name)
     lmp = dict(DEFAULT_LM_PARS)
     if lm_pars:
-        unknown = set(lm_pars) - set(DEFAULT_LM_PARS) - {"maxfev"}
+        unknown = set(lm_pars) - set(LM_PARS_TYPES)
         if unknown:
             raise ValueError(f"unknown lm_pars {sorted(unknown)}; known: {sorted(DEFAULT_LM_PARS)}")
         lmp.update(lm_pars)

@@ -266,10 +266,30 @@ class JointPrior:
 
 
 # ---- configuration ----------------------------------------------------------------
-def _need(d: dict, key: str, where: str):
-    if key not in d:
-        raise ConfigError(f"{where}: missing '{key}'")
-    return d[key]
+# Prior types by name: parameter -> length (0: one number, n: a list of n numbers).
+# Config validation and construction both read this table, so they cannot drift.
+PRIOR_PARAMS = {
+    "flat": {"pars": 2},
+    "gauss": {"mean": 0, "sigma": 0},
+    "lognormal": {"mean": 0, "sigma": 0},
+    "twosidederf": {"pars": 4},
+    "normal2d": {"width": 0, "mean": 2},
+    "ba": {"sigma": 0},
+    "flat2d": {},
+}
+_OPTIONAL = {("normal2d", "mean")}
+_ONE_D_TYPES = ("flat", "gauss", "lognormal", "twosidederf")
+#: prior types each slot of ``model_pars.<model>`` takes
+SLOT_TYPES = {"cen": ("normal2d",), "g": ("ba", "flat2d"), "T": _ONE_D_TYPES,
+              "counts": _ONE_D_TYPES, "fracdev": _ONE_D_TYPES}
+#: the names written in configs (case does not matter), where they differ from the keys
+DISPLAY = {"twosidederf": "TwoSidedErf", "flat2d": "flat"}
+_ALIASES = {"normal": "gauss", "gaussian": "gauss", "two-sided-erf": "twosidederf",
+            "two_sided_erf": "twosidederf", "log-normal": "lognormal", "uniform": "flat"}
+# 2-D slots: the names each takes for its types
+_SLOT_ALIASES = {"cen": {"normal2d": "normal2d", "gauss": "normal2d", "gauss2d": "normal2d",
+                         "normal": "normal2d", "gaussian": "normal2d", "cen": "normal2d"},
+                 "g": {"ba": "ba", "flat": "flat2d"}}
 
 
 def _check_keys(d: dict, allowed: set, where: str) -> None:
@@ -280,50 +300,91 @@ def _check_keys(d: dict, allowed: set, where: str) -> None:
             raise ConfigError(f"{where}: unknown key '{k}'{hint}")
 
 
-_ONE_D = {
-    "flat": (lambda d: FlatPrior(*_need(d, "pars", "flat prior")), {"pars"}),
-    "gauss": (lambda d: GaussPrior(_need(d, "mean", "gauss prior"), _need(d, "sigma", "gauss prior")),
-              {"mean", "sigma"}),
-    "lognormal": (lambda d: LogNormalPrior(_need(d, "mean", "lognormal prior"),
-                                           _need(d, "sigma", "lognormal prior")),
-                  {"mean", "sigma"}),
-    "twosidederf": (lambda d: TwoSidedErf(*_need(d, "pars", "TwoSidedErf prior")), {"pars"}),
-}
-_ALIASES = {"normal": "gauss", "gaussian": "gauss", "two-sided-erf": "twosidederf",
-            "two_sided_erf": "twosidederf", "log-normal": "lognormal", "uniform": "flat"}
+def _resolve_type(ptype: str, slot: str) -> str | None:
+    """The PRIOR_PARAMS key of a configured type name for ``slot`` (None: unknown)."""
+    name = ptype.lower()
+    if slot in _SLOT_ALIASES:
+        return _SLOT_ALIASES[slot].get(name)
+    key = _ALIASES.get(name, name)
+    return key if key in SLOT_TYPES.get(slot, _ONE_D_TYPES) else None
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def prior_problems(cfg, slot: str, where: str) -> list[str]:
+    """Everything wrong with one prior's config (type, parameter names and counts,
+    values), as messages naming ``where``; empty when it can be built."""
+    if cfg is None:
+        return []
+    if not isinstance(cfg, dict):
+        return [f"'{where}' must be a mapping with a 'type', got {cfg!r}"]
+    if "type" not in cfg:
+        return [f"'{where}' is missing 'type'"]
+    ptype = str(cfg["type"])
+    key = _resolve_type(ptype, slot)
+    if key is None:
+        known = [DISPLAY.get(t, t) for t in SLOT_TYPES.get(slot, _ONE_D_TYPES)]
+        close = difflib.get_close_matches(ptype, known, n=1)
+        hint = f"did you mean '{close[0]}'?; " if close else ""
+        return [f"'{where}.type': unknown prior type {ptype!r} ({hint}allowed for '{slot}': "
+                f"{', '.join(known)})"]
+    params = PRIOR_PARAMS[key]
+    problems = []
+    for name, value in cfg.items():
+        if name == "type":
+            continue
+        if name not in params:
+            close = difflib.get_close_matches(str(name), list(params), n=1)
+            hint = f" (did you mean '{where}.{close[0]}'?)" if close else ""
+            problems.append(f"unknown key '{where}.{name}'{hint} for a {ptype} prior "
+                            f"(takes: {', '.join(params) or 'nothing'})")
+            continue
+        length = params[name]
+        if length == 0 and not _is_number(value):
+            problems.append(f"'{where}.{name}' must be a number, got {value!r}")
+        elif length and not (isinstance(value, list) and len(value) == length
+                             and all(_is_number(v) for v in value)):
+            problems.append(f"'{where}.{name}' must be a list of {length} numbers for a "
+                            f"{ptype} prior, got {value!r}")
+    for name in params:
+        if name not in cfg and (key, name) not in _OPTIONAL:
+            problems.append(f"'{where}' ({ptype} prior) is missing '{name}'")
+    if not problems:
+        try:
+            _build(key, cfg)
+        except ConfigError as err:
+            problems.append(f"'{where}': {err}")
+    return problems
+
+
+def _build(key: str, cfg: dict) -> Optional[Prior]:
+    if key == "flat":
+        return FlatPrior(*cfg["pars"])
+    if key == "gauss":
+        return GaussPrior(cfg["mean"], cfg["sigma"])
+    if key == "lognormal":
+        return LogNormalPrior(cfg["mean"], cfg["sigma"])
+    if key == "twosidederf":
+        return TwoSidedErf(*cfg["pars"])
+    if key == "normal2d":
+        mean = cfg.get("mean", [0.0, 0.0])
+        return CenPrior(mean[0], mean[1], float(cfg["width"]))
+    if key == "ba":
+        return GPriorBA(float(cfg["sigma"]))
+    return None  # flat2d: no prior on the shape
 
 
 def make_prior(cfg: dict, what: str, ndim: int = 1) -> Optional[Prior]:
-    """One prior from a dict with a ``type`` key; ``what`` names it in errors."""
+    """One prior from a dict with a ``type`` key; ``what`` names its slot (cen, g,
+    T, counts, fracdev) in errors."""
+    problems = prior_problems(cfg, what, f"prior '{what}'")
+    if problems:
+        raise ConfigError(problems[0])
     if cfg is None:
         return None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"prior '{what}' must be a mapping with a 'type', got {cfg!r}")
-    ptype = str(_need(cfg, "type", f"prior '{what}'"))
-    key = _ALIASES.get(ptype.lower(), ptype.lower())
-    rest = {k: v for k, v in cfg.items() if k != "type"}
-    where = f"prior '{what}' ({ptype})"
-    if ndim == 2:
-        if what == "cen" and key in ("normal2d", "gauss", "gauss2d", "cen"):
-            _check_keys(rest, {"width", "mean"}, where)
-            mean = rest.get("mean", [0.0, 0.0])
-            return CenPrior(mean[0], mean[1], float(_need(rest, "width", where)))
-        if what == "g" and key == "ba":
-            _check_keys(rest, {"sigma"}, where)
-            return GPriorBA(float(_need(rest, "sigma", where)))
-        if key == "flat" and what == "g":
-            return None
-        known = "normal2d" if what == "cen" else "ba, flat"
-    else:
-        if key in _ONE_D:
-            build, allowed = _ONE_D[key]
-            _check_keys(rest, allowed, where)
-            return build(rest)
-        known = ", ".join(["flat", "gauss", "normal", "lognormal", "TwoSidedErf"])
-    names = known.split(", ")
-    close = difflib.get_close_matches(ptype, names, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ConfigError(f"unknown prior type '{ptype}' for '{what}'{hint}; known: {known}")
+    return _build(_resolve_type(str(cfg["type"]), what), cfg)
 
 
 def make_priors(model_pars_config: dict, nband: int) -> JointPrior:

@@ -34,6 +34,9 @@ _COELLIP_START = {
     4: ((0.3, 0.8, 2.0, 5.0), (0.2, 0.4, 0.3, 0.1)),
     5: ((0.2, 0.5, 1.1, 2.5, 6.0), (0.1, 0.3, 0.35, 0.2, 0.05)),
 }
+COELLIP_MODELS = tuple(f"coellip{n}" for n in sorted(_COELLIP_START))
+#: every PSF model ``fit_psf`` fits (configs are validated against this list)
+PSF_MODELS = ("admom",) + LM_PSF_MODELS + COELLIP_MODELS + EM_MODELS
 
 
 class PSFResult(dict):
@@ -142,19 +145,32 @@ def _fit_em(psf_obs, ngauss: int, am: dict | None, ntry: int,
     return _failure(model, f"EM failed in {ntry} tries", last_flags)
 
 
-# options accepted in ``fit_pars`` (the psf_pars.fit_pars config section)
-_ADMOM_KEYS = ("maxiter", "etol", "Ttol")
-_EM_KEYS = ("maxiter", "tol")
-_LM_KEYS = ("maxfev", "maxit", "ftol", "xtol", "lambda0")
+# options accepted in ``fit_pars`` (the psf_pars.fit_pars config section) and their types
+_ADMOM_KEYS = {"maxiter": int, "etol": float, "Ttol": float}
+_EM_KEYS = {"maxiter": int, "tol": float}
+
+
+def fit_pars_types(model: str) -> dict[str, type]:
+    """Options ``fit_psf`` takes for ``model`` (name -> int or float; all positive)."""
+    if model == "admom":
+        return dict(_ADMOM_KEYS)
+    if model in EM_MODELS:
+        return dict(_EM_KEYS)
+    from .maxlike import LM_PARS_TYPES
+    return dict(LM_PARS_TYPES)
+
+
+def psf_npars(model: str) -> int:
+    """Length of a PSF model's parameter vector (EM: the flat mixture, 6 per Gaussian)."""
+    if model in EM_MODELS:
+        return 6 * int(model[2:])
+    if model.startswith("coellip"):
+        return 4 + 2 * int(model[len("coellip"):])
+    return 6
 
 
 def _check_fit_pars(model: str, fit_pars: dict) -> tuple:
-    if model == "admom":
-        allowed = _ADMOM_KEYS
-    elif model in EM_MODELS:
-        allowed = _EM_KEYS
-    else:
-        allowed = _LM_KEYS
+    allowed = tuple(fit_pars_types(model))
     unknown = sorted(set(fit_pars) - set(allowed))
     if unknown:
         raise ConfigError(f"psf_pars.fit_pars: {', '.join(unknown)} not valid for PSF model "

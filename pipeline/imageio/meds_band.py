@@ -24,6 +24,8 @@ from .meds_band_nb import prepare_stack_nb
 
 #: weight regions and whether they hand sky pixels to the nearest object
 _REGIONS = {"cweight": False, "uberseg": True, "cweight-nearest": True}
+#: every weight region (``weight``: the raw weight map)
+REGIONS = ("weight",) + tuple(_REGIONS)
 # placeholders for the kernel's optional stacks (typed like the real ones)
 _NO_BMASK = np.zeros((0, 0, 0), dtype="i4")
 _NO_KEEP = np.zeros((0, 0, 0), dtype=bool)

@@ -154,10 +154,12 @@ def _check_foreign_folder(layout: RunLayout, tile: str) -> None:
 # ------------------------------------------------------------------ a new set-up
 
 def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, catalog: Catalog, system,
-               old: TileRecord | None = None) -> TileRecord:
+               old: TileRecord | None = None, inputs: dict | None = None) -> TileRecord:
     """Chunk one tile, create its chunk dirs and job scripts, save its record.
 
     ``old``: the record of an earlier set-up of the tile, whose jobs have stopped.
+    ``inputs``: the tile's $DESDATA files (``RunConfig.tile_inputs``): FoF and nbrs
+    files used as they are, MOF and object-flags files passed to ngmixit.
     """
     import numpy as np
 
@@ -168,18 +170,24 @@ def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, catalog: Catalog,
     tdir = layout.tile_dir(tile.name)
     tdir.mkdir(parents=True, exist_ok=True)
     fof_file = nbrs_file = None
-    if conf.nbrs_config is not None:
+    inputs = inputs or {}
+    if inputs.get("fof_file") is not None:
+        fof_path, nbrs_path = inputs["fof_file"], inputs["nbrs_file"]
+    elif conf.nbrs_config is not None:
         nbrs_path, fof_path = layout.nbrs_file(tile.name), layout.fof_file(tile.name)
         logger.info("tile %s: building neighbours and FoF groups", tile.name)
         build_nbrs(conf, tile.meds, catalog, nbrs_path, fof_path)
+    else:
+        fof_path = nbrs_path = None
+    if fof_path is None:
+        sizes = np.ones(nobj, dtype=np.int64)
+    else:
         sizes = group_sizes_from_fof(fof_path)
         if int(sizes.sum()) != nobj:
             raise InputFileError(fof_path, f"FoF table has {int(sizes.sum())} objects, "
                                            f"MEDS files have {nobj}")
         fof_file = portable_path(fof_path, layout.run_dir)
         nbrs_file = portable_path(nbrs_path, layout.run_dir)
-    else:
-        sizes = np.ones(nobj, dtype=np.int64)
     ranges = make_chunks(sizes, conf.chunksize, conf.max_group_size_per_chunk)
     nper = chunk_objects(sizes, ranges)
     rec = TileRecord(
@@ -190,7 +198,9 @@ def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, catalog: Catalog,
         setup_id=uuid.uuid4().hex, catalog=catalog.digest(),
         config=file_digest(layout.copy(FIT_CONFIG_COPY)), inputs="",
         fof_file=fof_file, nbrs_file=nbrs_file,
-        extra={"extra_cmds": list(conf.extra_cmds), "software": software_env()})
+        extra={"extra_cmds": list(conf.extra_cmds), "software": software_env()},
+        **{k: portable_path(inputs[k], layout.run_dir) if inputs.get(k) is not None else None
+           for k in ("obj_flags_file", "mof_file")})
     rec.inputs = rec.inputs_digest(layout.run_dir)
     for job in chunk_jobs(rec, layout, conf):
         (layout.run_dir / job.chunk_dir).mkdir(parents=True, exist_ok=True)
@@ -210,7 +220,7 @@ def setup_run(conf: RunConfig, tiles: list[Tile], clobber: bool = False) -> list
     if not conf.fit_config.is_file():
         raise InputFileError(conf.fit_config, "fit config not found")
     from ..fitconfig import load_fit_config
-    load_fit_config(conf.fit_config)  # fail now, not in hundreds of jobs
+    fit = load_fit_config(conf.fit_config)  # fail now, not in hundreds of jobs
     if conf.nbrs_config is not None and not conf.nbrs_config.is_file():
         raise InputFileError(conf.nbrs_config, "neighbour config not found")
     done = [t.name for t in tiles if layout.tile_record(t.name).exists()]
@@ -225,6 +235,8 @@ def setup_run(conf: RunConfig, tiles: list[Tile], clobber: bool = False) -> list
     olds = {name: TileRecord.load(layout.tile_record(name)) for name in done}
     for old in olds.values():   # no old job may write into the new set-up
         stop_old_jobs(conf, layout, old)
+    inputs = [conf.tile_inputs(t.name, fit["model_nbrs"]) if conf.meds_version else None
+              for t in tiles]
     system = get_run_system(conf)
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     _copy_config(conf.fit_config, layout.copy(FIT_CONFIG_COPY), clobber)
@@ -233,7 +245,7 @@ def setup_run(conf: RunConfig, tiles: list[Tile], clobber: bool = False) -> list
     run_copy = layout.copy(RUN_CONFIG_COPY)
     if os.path.abspath(run_copy) != os.path.abspath(conf.path):
         _write_text(run_copy, portable_run_config(conf, layout))
-    recs = [setup_tile(conf, layout, tile, cat, system, olds.get(tile.name))
-            for tile, cat in zip(tiles, catalogs)]
+    recs = [setup_tile(conf, layout, tile, cat, system, olds.get(tile.name), inp)
+            for tile, cat, inp in zip(tiles, catalogs, inputs)]
     _merge_tiles_copy(layout.copy(TILES_COPY), [t.name for t in tiles])
     return recs

@@ -48,6 +48,8 @@ class TileRecord:
     version: int = RECORD_VERSION
     extra: dict = field(default_factory=dict)
     collation: dict | None = None    # written by collate: complete, missing, chunks
+    obj_flags_file: str | None = None   # ngmixit --obj-flags (run config obj_flags_version)
+    mof_file: str | None = None         # ngmixit --mof-file (run config mof_version)
 
     @property
     def ranges(self) -> np.ndarray:
@@ -60,8 +62,8 @@ class TileRecord:
         """The auxiliary inputs every chunk gets, by role (as ngmixit digests them)."""
         def path(stored: str | None) -> Path | None:
             return from_run(stored, run_dir) if stored else None
-        return {"fof": path(self.fof_file), "nbrs": path(self.nbrs_file), "mof": None,
-                "obj_flags": None}
+        return {"fof": path(self.fof_file), "nbrs": path(self.nbrs_file),
+                "mof": path(self.mof_file), "obj_flags": path(self.obj_flags_file)}
 
     def inputs_digest(self, run_dir: str | os.PathLike) -> str:
         return inputs_digest(self.aux_files(run_dir))
@@ -128,6 +130,10 @@ def chunk_command(rec: TileRecord, layout: RunLayout, first: int, last: int) -> 
         cmd += ["--fof-file", from_chunk(rec.fof_file)]
     if rec.nbrs_file:
         cmd += ["--nbrs-file", from_chunk(rec.nbrs_file)]
+    if rec.obj_flags_file:
+        cmd += ["--obj-flags", from_chunk(rec.obj_flags_file)]
+    if rec.mof_file:
+        cmd += ["--mof-file", from_chunk(rec.mof_file)]
     cmd += ["--seed", str(rec.seed), "--log-level", "INFO"]
     for key, value in rec.tags().items():
         cmd += ["--tag", f"{key}={value}"]

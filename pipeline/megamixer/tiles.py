@@ -9,15 +9,15 @@ comment; blank lines are ignored.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import control_char, plain_name
 from ..errors import InputFileError
 from .runconfig import RunConfig
 
-# Tile names end up in job names, scheduler directives and file names.
-_TILE_NAME = re.compile(r"^[A-Za-z0-9_.+=-]+$")
+# names the run folder uses for its own sub-folders
+_RESERVED = ("tiles", "output")
 
 
 @dataclass
@@ -31,20 +31,29 @@ def read_tiles(path: str | os.PathLike, conf: RunConfig, check_files: bool = Tru
     """Parse a tiles file; with ``check_files``, every MEDS file must exist."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as err:
         raise InputFileError(path, f"cannot read tiles file: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise InputFileError(path, f"tiles file is not UTF-8 text (offset {err.start})") from None
     tiles: list[Tile] = []
     seen: dict[str, int] = {}
     nband = len(conf.bands)
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        words = line.split("#", 1)[0].split()
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        code = line.removesuffix("\r").split("#", 1)[0]
+        char = control_char(code.replace("\t", " "))  # tabs separate words
+        if char is not None:
+            raise InputFileError(path, f"line {lineno}: control character {char!r} in "
+                                       f"{code!r}")
+        words = code.split()
         if not words:
             continue
         name = words[0]
-        if not _TILE_NAME.match(name) or name in (".", "..") or name in ("tiles", "output"):
-            raise InputFileError(path, f"line {lineno}: bad tile name {name!r} (letters, "
-                                       f"digits and _.+=- only)")
+        # tile names end up in job names, scheduler directives and file names
+        if plain_name(name) or name in _RESERVED:
+            raise InputFileError(path, f"line {lineno}: bad tile name {name!r} (a letter or "
+                                       f"digit, then letters, digits and _.+=-; not "
+                                       f"{' or '.join(_RESERVED)})")
         if name in seen:
             raise InputFileError(path, f"line {lineno}: duplicate tile '{name}' "
                                        f"(first on line {seen[name]})")

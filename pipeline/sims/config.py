@@ -10,27 +10,48 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from ..config import Key, load_yaml, validate
-from ..errors import ConfigError
+from ..config import (AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Key, Range,
+                      check_mapping, load_yaml, raise_problems)
 
-_PAIR = (list,)
+_NUM = Key((int, float), nullable=False)
+
+
+def _pair(lo: float | None = 0.0, ordered: bool = True, doc: str = "",
+          default: list | None = None) -> Key:
+    """A [low, high] (or any, unordered) pair of numbers."""
+    def check(value: list) -> str | None:
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in value):
+            return None  # the element checks report it
+        if ordered and value[0] > value[1]:
+            return f"must be [low, high], got {value!r}"
+        if lo is not None and min(value) < lo:
+            return f"must be >= {lo}, got {value!r}"
+        return None
+    return Key(list, default, doc, items=_NUM, length=2, check=check)
+
 
 PSF_SCHEMA = {
-    "beta": Key(float, 2.5, "Moffat beta (2.5 renders ~3x faster than 3.0 in galsim)"),
-    "fwhm_range": Key(_PAIR, [0.8, 1.2], "uniform range of the per-epoch FWHM, arcsec"),
-    "g_sigma": Key(float, 0.01, "per-component Gaussian sigma of the PSF shear"),
-    "stamp_size": Key(int, 33, "side of the PSF images stored in the MEDS files (odd)"),
+    "beta": Key(float, 2.5, "Moffat beta (2.5 renders ~3x faster than 3.0 in galsim)",
+                check=POSITIVE),
+    "fwhm_range": _pair(doc="uniform range of the per-epoch FWHM, arcsec", default=[0.8, 1.2]),
+    "g_sigma": Key(float, 0.01, "per-component Gaussian sigma of the PSF shear",
+                   check=NON_NEGATIVE),
+    "stamp_size": Key(int, 33, "side of the PSF images stored in the MEDS files (odd)",
+                      check=Range(3)),
 }
 
 WCS_SCHEMA = {
-    "shift_max": Key(float, 10.0, "epoch pointing offsets, uniform in +-shift_max arcsec"),
-    "rotation_max": Key(float, 2.0, "epoch rotations, uniform in +-rotation_max degrees"),
-    "scale_jitter": Key(float, 0.002, "fractional per-epoch jitter of the pixel scale"),
+    "shift_max": Key(float, 10.0, "epoch pointing offsets, uniform in +-shift_max arcsec",
+                     check=NON_NEGATIVE),
+    "rotation_max": Key(float, 2.0, "epoch rotations, uniform in +-rotation_max degrees",
+                        check=NON_NEGATIVE),
+    "scale_jitter": Key(float, 0.002, "fractional per-epoch jitter of the pixel scale",
+                        check=Range(0, 1, hi_open=True)),
 }
 
 LOGNORMAL_SCHEMA = {
-    "median": Key(float, 1.0),
-    "sigma_ln": Key(float, 0.5, "sigma of the natural log"),
+    "median": Key(float, 1.0, check=POSITIVE),
+    "sigma_ln": Key(float, 0.5, "sigma of the natural log", check=NON_NEGATIVE),
     "min": Key(float, 0.0, "truncation (values are redrawn outside [min, max])"),
     "max": Key(float, 1e30),
 }
@@ -44,14 +65,19 @@ def _lognormal(median: float, sigma_ln: float, lo: float, hi: float) -> Key:
 GALAXY_SCHEMA = {
     "models": Key(dict, {"exp": 0.5, "dev": 0.2, "bd": 0.3},
                   "relative frequency of each model", schema={
-                      "exp": Key(float, 0.0), "dev": Key(float, 0.0), "bd": Key(float, 0.0)}),
+                      "exp": Key(float, 0.0, check=NON_NEGATIVE),
+                      "dev": Key(float, 0.0, check=NON_NEGATIVE),
+                      "bd": Key(float, 0.0, check=NON_NEGATIVE)}),
     "hlr": _lognormal(0.5, 0.4, 0.3, 3.0),
     "flux": _lognormal(2500.0, 1.0, 100.0, 1e6),
-    "g_sigma": Key(float, 0.2, "per-component sigma of the intrinsic shape"),
-    "g_max": Key(float, 0.8, "intrinsic |g| is redrawn above this"),
-    "fracdev_range": Key(_PAIR, [0.1, 0.9], "bulge fraction of 'bd' galaxies, uniform"),
-    "bulge_size_ratio": Key(float, 0.5, "bulge hlr / disk hlr of 'bd' galaxies"),
-    "dev_trunc": Key(float, 8.0, "de Vaucouleurs profiles are truncated at this many hlr"),
+    "g_sigma": Key(float, 0.2, "per-component sigma of the intrinsic shape", check=POSITIVE),
+    "g_max": Key(float, 0.8, "intrinsic |g| is redrawn above this",
+                 check=Range(0, 1, lo_open=True, hi_open=True)),
+    "fracdev_range": _pair(doc="bulge fraction of 'bd' galaxies, uniform", default=[0.1, 0.9]),
+    "bulge_size_ratio": Key(float, 0.5, "bulge hlr / disk hlr of 'bd' galaxies",
+                            check=POSITIVE),
+    "dev_trunc": Key(float, 8.0, "de Vaucouleurs profiles are truncated at this many hlr",
+                     check=POSITIVE),
 }
 
 STAR_SCHEMA = {
@@ -59,114 +85,110 @@ STAR_SCHEMA = {
 }
 
 STAMP_SCHEMA = {
-    "sizes": Key(_PAIR, [32, 48, 64, 96, 128, 192, 256], "allowed MEDS box sizes (even)"),
-    "factor": Key(float, 5.0, "box side >= 2*factor*r50 of the PSF-convolved object"),
-    "render_factor": Key(float, 2.0, "objects are drawn on render_factor x box-size stamps"),
+    "sizes": Key(list, [32, 48, 64, 96, 128, 192, 256], "allowed MEDS box sizes (even)",
+                 items=Key(int, check=Range(2), nullable=False), nonempty=True),
+    "factor": Key(float, 5.0, "box side >= 2*factor*r50 of the PSF-convolved object",
+                  check=POSITIVE),
+    "render_factor": Key(float, 2.0, "objects are drawn on render_factor x box-size stamps",
+                         check=Range(1)),
 }
 
 DEFECT_SCHEMA = {
-    "bad_columns": Key(int, 2, "bad columns per epoch image"),
-    "bad_column_frac": Key(_PAIR, [0.2, 1.0], "length of a bad column, fraction of the height"),
-    "cosmic_rays": Key(int, 30, "cosmic rays per epoch image"),
-    "cosmic_ray_length": Key(_PAIR, [2.0, 15.0], "track length range, pixels"),
-    "cosmic_ray_amplitude": Key(_PAIR, [20.0, 200.0], "track brightness range, noise sigmas"),
+    "bad_columns": Key(int, 2, "bad columns per epoch image", check=NON_NEGATIVE),
+    "bad_column_frac": _pair(doc="length of a bad column, fraction of the height",
+                             default=[0.2, 1.0]),
+    "cosmic_rays": Key(int, 30, "cosmic rays per epoch image", check=NON_NEGATIVE),
+    "cosmic_ray_length": _pair(doc="track length range, pixels", default=[2.0, 15.0]),
+    "cosmic_ray_amplitude": _pair(doc="track brightness range, noise sigmas",
+                                  default=[20.0, 200.0]),
 }
 
 SIM_SCHEMA: dict[str, Key] = {
     # sky geometry
-    "pixel_scale": Key(float, 0.263, "arcsec/pixel of the coadd and (on average) the epochs"),
-    "ra_center": Key(float, 10.0, "tile centre, degrees"),
-    "dec_center": Key(float, 0.0, "tile centre, degrees"),
-    "density": Key(float, 12.0, "objects per square arcmin (sets the image size)"),
-    "image_size": Key(int, None, "image side in pixels; overrides density when set"),
-    "id_offset": Key(int, 1000000, "id = id_offset + index, so id differs from number"),
+    "pixel_scale": Key(float, 0.263, "arcsec/pixel of the coadd and (on average) the epochs",
+                       check=POSITIVE),
+    "ra_center": Key(float, 10.0, "tile centre, degrees", check=Range(0, 360, hi_open=True)),
+    "dec_center": Key(float, 0.0, "tile centre, degrees", check=Range(-90, 90)),
+    "density": Key(float, 12.0, "objects per square arcmin (sets the image size)",
+                   check=POSITIVE),
+    "image_size": Key(int, None, "image side in pixels; overrides density when set",
+                      check=Range(64)),
+    "id_offset": Key(int, 1000000, "id = id_offset + index, so id differs from number",
+                     check=NON_NEGATIVE),
     # objects
-    "star_frac": Key(float, 0.1, "fraction of objects that are stars"),
-    "blend_frac": Key(float, 0.0, "fraction placed 1-3 hlr from another object"),
-    "shear": Key(_PAIR, [0.0, 0.0], "constant reduced shear applied to all galaxies"),
+    "star_frac": Key(float, 0.1, "fraction of objects that are stars", check=FRACTION),
+    "blend_frac": Key(float, 0.0, "fraction placed 1-3 hlr from another", check=FRACTION),
+    "shear": _pair(lo=None, ordered=False, doc="constant reduced shear applied to all galaxies",
+                   default=[0.0, 0.0]),
     "galaxies": Key(dict, {}, schema=GALAXY_SCHEMA),
     "stars": Key(dict, {}, schema=STAR_SCHEMA),
     "band_flux_ratio": Key(dict, {"u": 0.3, "g": 0.55, "r": 1.0, "i": 1.35, "z": 1.6, "Y": 1.7},
                            "mean flux in a band / flux drawn from the flux distribution;"
-                           " bands not listed use 1"),
-    "color_sigma": Key(float, 0.3, "per-object, per-band colour scatter, magnitudes"),
+                           " bands not listed use 1", values=Key((int, float), check=POSITIVE,
+                                                                 nullable=False)),
+    "color_sigma": Key(float, 0.3, "per-object, per-band colour scatter, magnitudes",
+                       check=NON_NEGATIVE),
     # observing conditions
     "psf": Key(dict, {}, schema=PSF_SCHEMA),
     "wcs": Key(dict, {}, schema=WCS_SCHEMA),
     "noise_sigma": Key(dict, {"default": 10.0},
-                       "per-pixel noise sigma of one epoch, counts; per band, or 'default'"),
-    "noise_jitter": Key(float, 0.1, "fractional per-epoch scatter of the noise sigma"),
+                       "per-pixel noise sigma of one epoch, counts; per band, or 'default'",
+                       values=Key((int, float), check=POSITIVE, nullable=False)),
+    "noise_jitter": Key(float, 0.1, "fractional per-epoch scatter of the noise sigma",
+                        check=Range(0, 1, hi_open=True)),
     "magzp": Key(float, 30.0, "zero point of every image (counts are comparable)"),
     "defects": Key(dict, {}, schema=DEFECT_SCHEMA),
     "stamps": Key(dict, {}, schema=STAMP_SCHEMA),
-    "seg_threshold": Key(float, 1.5, "seg: detection image above this many noise sigmas"),
-    "nproc": Key(int, None, "worker processes; null = number of CPUs"),
+    "seg_threshold": Key(float, 1.5, "seg: detection image above this many noise sigmas",
+                         check=POSITIVE),
+    "nproc": Key(int, None, "worker processes; null = number of CPUs", check=AT_LEAST_ONE),
 }
 
 
-def _pair(cfg: Mapping, name: str, lo: float | None = None, ordered: bool = True) -> None:
-    value = cfg
-    for part in name.split("."):
-        value = value[part]
-    if (len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                   for v in value)):
-        raise ConfigError(f"key '{name}' must be a list of two numbers, got {value!r}")
-    if ordered and value[0] > value[1]:
-        raise ConfigError(f"key '{name}' must be [low, high], got {value!r}")
-    if lo is not None and value[0] < lo:
-        raise ConfigError(f"key '{name}' must be >= {lo}, got {value!r}")
+def _cross_problems(cfg: dict) -> list[str]:
+    """Rules between values (the schema checked each value alone)."""
+    problems = []
+    shear = cfg.get("shear")
+    if isinstance(shear, list) and all(isinstance(v, (int, float)) for v in shear) \
+            and sum(v * v for v in shear) >= 1.0:
+        problems.append(f"'shear' must have |g| < 1, got {shear!r}")
+    for name in ("galaxies.fracdev_range", "defects.bad_column_frac"):
+        group, key = name.split(".")
+        pair = cfg.get(group, {}).get(key)
+        if isinstance(pair, list) and all(isinstance(v, (int, float)) for v in pair) \
+                and max(pair) > 1:
+            problems.append(f"'{name}' must lie in [0, 1], got {pair!r}")
+    models = cfg.get("galaxies", {}).get("models", {})
+    values = [v for v in models.values() if isinstance(v, (int, float))]
+    if len(values) == len(models) and sum(values) <= 0:
+        problems.append("'galaxies.models' needs weights with a positive sum")
+    sizes = cfg.get("stamps", {}).get("sizes")
+    if isinstance(sizes, list) and any(isinstance(v, int) and v % 2 for v in sizes):
+        problems.append(f"'stamps.sizes' must be even, got {sizes!r}")
+    stamp = cfg.get("psf", {}).get("stamp_size")
+    if isinstance(stamp, int) and stamp % 2 == 0:
+        problems.append(f"'psf.stamp_size' must be odd, got {stamp}")
+    for group, key in (("galaxies", "hlr"), ("galaxies", "flux"), ("stars", "flux")):
+        dist = cfg.get(group, {}).get(key, {})
+        lo, med, hi = dist.get("min"), dist.get("median"), dist.get("max")
+        if all(isinstance(v, (int, float)) for v in (lo, med, hi)) and not lo <= med <= hi:
+            problems.append(f"'{group}.{key}' needs min <= median <= max, got "
+                            f"{lo!r}, {med!r}, {hi!r}")
+    hlr_min = cfg.get("galaxies", {}).get("hlr", {}).get("min")
+    if isinstance(hlr_min, (int, float)) and hlr_min <= 0:
+        problems.append(f"'galaxies.hlr.min' must be > 0, got {hlr_min!r}")
+    return problems
 
 
 def check_sim_config(cfg: dict, source: str = "config") -> dict:
-    """Value checks beyond types (ranges, list shapes); returns ``cfg``."""
-    try:
-        for name in ("psf.fwhm_range", "galaxies.fracdev_range", "defects.bad_column_frac",
-                     "defects.cosmic_ray_length", "defects.cosmic_ray_amplitude"):
-            _pair(cfg, name, lo=0.0)
-        _pair(cfg, "shear", ordered=False)
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
-
-    def bad(msg: str) -> None:
-        raise ConfigError(f"{source}: {msg}")
-
-    if cfg["pixel_scale"] <= 0:
-        bad("key 'pixel_scale' must be > 0")
-    for key in ("star_frac", "blend_frac"):
-        if not 0.0 <= cfg[key] <= 1.0:
-            bad(f"key '{key}' must be in [0, 1], got {cfg[key]!r}")
-    if sum(v * v for v in cfg["shear"]) >= 1.0:
-        bad(f"key 'shear' must have |g| < 1, got {cfg['shear']!r}")
-    models = cfg["galaxies"]["models"]
-    if any(v < 0 for v in models.values()) or sum(models.values()) <= 0:
-        bad("key 'galaxies.models' needs non-negative weights with a positive sum")
-    sizes = cfg["stamps"]["sizes"]
-    if not sizes or any((not isinstance(s, int)) or s <= 0 or s % 2 for s in sizes):
-        bad(f"key 'stamps.sizes' must be positive even integers, got {sizes!r}")
-    if cfg["stamps"]["render_factor"] < 1.0:
-        bad("key 'stamps.render_factor' must be >= 1")
-    if cfg["psf"]["stamp_size"] < 3 or cfg["psf"]["stamp_size"] % 2 == 0:
-        bad("key 'psf.stamp_size' must be an odd integer >= 3")
-    if "default" not in cfg["noise_sigma"]:
-        cfg["noise_sigma"]["default"] = 10.0
-    for band, sigma in cfg["noise_sigma"].items():
-        if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or sigma <= 0:
-            bad(f"key 'noise_sigma.{band}' must be a number > 0, got {sigma!r}")
-    for band, ratio in cfg["band_flux_ratio"].items():
-        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or ratio <= 0:
-            bad(f"key 'band_flux_ratio.{band}' must be a number > 0, got {ratio!r}")
-    for group, key in (("galaxies", "hlr"), ("galaxies", "flux"), ("stars", "flux")):
-        dist = cfg[group][key]
-        if dist["median"] <= 0 or dist["sigma_ln"] < 0 or dist["min"] > dist["max"] \
-                or not dist["min"] <= dist["median"] <= dist["max"]:
-            bad(f"key '{group}.{key}' needs median > 0, sigma_ln >= 0, min <= median <= max")
-    if cfg["galaxies"]["hlr"]["min"] <= 0:
-        bad("key 'galaxies.hlr.min' must be > 0")
-    if cfg["density"] <= 0:
-        bad("key 'density' must be > 0")
-    if cfg["image_size"] is not None and cfg["image_size"] < 64:
-        bad("key 'image_size' must be >= 64")
-    return cfg
+    """Schema, value and cross-value checks (every problem in one ConfigError);
+    returns the config with defaults."""
+    problems: list[str] = []
+    out = check_mapping(cfg, SIM_SCHEMA, problems)
+    problems += _cross_problems(out)
+    raise_problems(source, problems)
+    out["noise_sigma"].setdefault("default", 10.0)
+    return out
 
 
 def sim_config(path: str | os.PathLike | None = None,
@@ -182,5 +204,4 @@ def sim_config(path: str | os.PathLike | None = None,
     for key, value in (overrides or {}).items():
         if value is not None:
             data[key] = value
-    cfg = validate(data, SIM_SCHEMA, source=source)
-    return check_sim_config(cfg, source)
+    return check_sim_config(data, source)
