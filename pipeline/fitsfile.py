@@ -153,11 +153,17 @@ def atomic_fits(final_path: str | os.PathLike, clobber: bool = True) -> Iterator
             dfd, cname = None, _plain_or_refuse(tmp)
         try:
             fits = fitsio.FITS(cname, "rw", clobber=True)
+        except OSError as err:
+            raise InputFileError(final, f"cannot write: {first_line(err)}") from None
         finally:
             if dfd is not None:
                 os.close(dfd)
         try:
             yield fits
+            fits.close()
+        except OSError as err:
+            # disk full, quota, file size limit: one line naming the file
+            raise InputFileError(final, f"cannot write: {first_line(err)}") from None
         finally:
             fits.close()
 

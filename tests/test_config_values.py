@@ -348,7 +348,8 @@ def test_job_scripts_get_only_checked_values(tmp_path, monkeypatch):
                                             system="slurm", seed=1))
     layout = RunLayout(conf.run_dir, conf.run)
     rec = TileRecord(tile="T1", run="r1", bands=["g"], meds=["/m/T1-g.fits"], seed=1,
-                     nobj=3, ngroups=3, chunks=[[0, 2, 3]])
+                     nobj=3, ngroups=3, chunks=[[0, 2, 3]], setup_id="s", catalog="c",
+                     config="f", inputs="i")
     job = chunk_jobs(rec, layout, conf)[0]
     (layout.run_dir / job.chunk_dir).mkdir(parents=True)
     system = get_system("slurm", **conf.system_options())

@@ -215,6 +215,8 @@ first, last = map(int, opt("--fof-range").split(","))
 meds = args[2:args.index("--fof-range")]
 if os.path.exists("FAIL") or not all(os.path.exists(m) for m in meds):
     sys.exit("fake ngmixit: failing on purpose")
+while os.environ.get("MMX_WAIT_FOR") and not os.path.exists(os.environ["MMX_WAIT_FOR"]):
+    __import__("time").sleep(0.05)     # a long fit
 cat = tile_catalog(meds)
 fof = opt("--fof-file")
 ngroups = int(fitsio.read(fof, ext=1)["fofid"].max()) + 1 if fof else cat.size

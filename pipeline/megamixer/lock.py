@@ -33,6 +33,7 @@ def _holder_text() -> str:
 def run_lock(run_dir: str | os.PathLike, what: str) -> Iterator[None]:
     """Hold the run's lock for the block; refuse at once if another process holds it."""
     run_dir = Path(run_dir)
+    created = _missing_ancestors(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -49,9 +50,26 @@ def run_lock(run_dir: str | os.PathLike, what: str) -> Iterator[None]:
             yield
         finally:
             os.ftruncate(fd, 0)
+            if created and os.listdir(run_dir) == [LOCK_NAME]:
+                # a command that failed before writing anything leaves no trace
+                os.unlink(path)
+                for folder in created:
+                    try:
+                        os.rmdir(folder)
+                    except OSError:
+                        break
             fcntl.lockf(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _missing_ancestors(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    out = []
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
 
 
 def _read(fd: int) -> str:
