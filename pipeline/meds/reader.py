@@ -92,9 +92,9 @@ class MEDS:
         announced = self._fits[0].read_header().get("NEXTEND")
         present = len(self._fits) - 1
         if isinstance(announced, int) and present < announced:
+            after = f" (the last '{last}')" if present else ""
             raise self._error(f"truncated file: {present} of the {announced} extensions its "
-                              f"primary header announces (NEXTEND) are present, the last "
-                              f"'{last}'")
+                              f"primary header announces (NEXTEND) are present{after}")
         for name in (OBJECT_DATA, IMAGE_INFO, cutout_ext("image")):
             if name not in self._hdus:
                 hint = " (truncated file?)" if nbytes % 2880 else ""
@@ -678,7 +678,8 @@ class MEDS:
     def get_cseg_weight(self, iobj: int, icutout: int,
                         use_canonical_cen: bool = False) -> np.ndarray:
         """The weight inside the largest circle about the object (or the stamp
-        centre) that touches no other object in the cutout's own seg stamp."""
+        centre) that touches no other object in the cutout's own seg stamp: the
+        weight as on disk when no other object is in the stamp, else float64."""
         iobj, icut = self._check_cut(iobj, icutout)
         seg = self.get_cutout(iobj, icut, "seg")
         weight = self.get_cutout(iobj, icut, "weight")
@@ -687,7 +688,10 @@ class MEDS:
         else:
             row, col = self.get_cutout_rowcol(iobj, icut)
         keep = regions.cseg_weight_keep(seg, int(self.get_number(iobj)), row, col)
-        return np.where(keep, weight, weight.dtype.type(0))
+        if keep.all():
+            return weight
+        # float64 once masked, as the reference returns
+        return np.where(keep, weight, 0.0).astype("f8")
 
     def interpolate_coadd_seg(self, iobj: int, icutout: int,
                               reference: bool = False) -> np.ndarray:
