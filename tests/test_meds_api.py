@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.errors import InputFileError
 from pipeline.meds import MEDS, split_mosaic
-from tests.test_meds_integrity import NOBJ, _tile
+from tests.test_meds_integrity import NOBJ, _tile, _without_card
 
 BOX = 8
 # the coadd seg stamp of objects 0 (number 1) and 1 (number 2): the neighbour (2) in
@@ -216,3 +216,25 @@ def test_fpacked_file_reads_like_the_original(tmp_path):
                 np.testing.assert_allclose(b.get_cutout(i, k), a.get_cutout(i, k), atol=0.2)
                 np.testing.assert_allclose(b.get_psf(i, k), a.get_psf(i, k), rtol=0.05)
             np.testing.assert_array_equal(b.get_uberseg_list(i) != 0, a.get_uberseg_list(i) != 0)
+
+
+@pytest.mark.skipif(shutil.which("fpack") is None, reason="fpack (libcfitsio-bin) not installed")
+def test_whole_hdu_tiles_are_reported(tmp_path, monkeypatch, caplog):
+    """A stamp HDU fpacked as one tile (fpack's default for a file without FZTILE)
+    inflates the whole HDU for every stamp: the reader says so when it opens."""
+    from pipeline.meds import reader
+
+    plain = _tile(tmp_path / "w-meds.fits", box=32)  # stamp HDUs of ~30000 pixels
+    bare = tmp_path / "whole.fits"
+    bare.write_bytes(_without_card(plain.read_bytes(), "FZTILE"))
+    for path in (plain, bare):
+        subprocess.run(["fpack", str(path)], check=True)
+    monkeypatch.setattr(reader, "WHOLE_TILE_WARN", 5000)  # the test file is small
+    with caplog.at_level("WARNING", logger="pipeline.meds.reader"):
+        MEDS(tmp_path / "w-meds.fits.fz").close()
+        assert not caplog.records
+        MEDS(tmp_path / "whole.fits.fz").close()
+    warned = {r.getMessage().split("'")[1] for r in caplog.records}
+    # (the psf HDU, 2916 pixels, is below the threshold)
+    assert warned == {"image_cutouts", "weight_cutouts", "seg_cutouts", "bmask_cutouts"}
+    assert "fpack -t 10240" in caplog.records[0].getMessage()

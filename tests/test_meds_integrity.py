@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOBJ = 12
 
 
-def _tile(path, with_psf=True, with_seg=True, with_weight=True):
+def _tile(path, with_psf=True, with_seg=True, with_weight=True, box=16):
     """A small tile written by the project's writer: 3 images, PSF stamps."""
     rng = np.random.default_rng(5)
     wcss = [AffineWCS(20.0, 1.0, 40.0, 40.0, 0.0, 0.263, 0.263, 0.0),
@@ -42,7 +42,7 @@ def _tile(path, with_psf=True, with_seg=True, with_weight=True):
     cat["id"] = 100 + np.arange(NOBJ)
     cat["ra"], cat["dec"] = wcss[0].image_to_sky(rng.uniform(20, 60, NOBJ),
                                                  rng.uniform(20, 60, NOBJ))
-    cat["box_size"] = 16
+    cat["box_size"] = box
     write_meds(path, cat, images)
     return path
 
@@ -64,11 +64,17 @@ def _assert_one_line(err, path, *texts):
         assert text in msg, msg
 
 
+def _without_card(data: bytes, key: str) -> bytes:
+    """The file as a maker that writes no ``key`` cards would have written it."""
+    name = key.ljust(8).encode() + b"="
+    while name in data:
+        at = data.index(name)
+        data = data[:at] + b"COMMENT".ljust(80) + data[at + 80:]
+    return data
+
+
 def _without_nextend(data: bytes) -> bytes:
-    """The file as a maker that writes no NEXTEND card would have written it."""
-    at = data.index(b"NEXTEND =")
-    card = b"COMMENT".ljust(80)
-    return data[:at] + card + data[at + 80:]
+    return _without_card(data, "NEXTEND")
 
 
 def test_writer_records_extension_count_and_fpack_tiles(good):
