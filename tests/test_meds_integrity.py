@@ -234,3 +234,23 @@ def test_ngmixit_stops_before_fitting_without_psf_stamps(good, tmp_path, damage)
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and text in lines[0], \
         proc.stderr
     assert not out.exists()
+
+
+def test_psf_hdu_without_layout_columns_is_refused_by_ngmixit_io(good, tmp_path):
+    """The converse of lost PSF stamps: a 'psf' HDU that object_data does not index."""
+    from numpy.lib import recfunctions
+
+    path = tmp_path / "psf-unindexed.fits"
+    with fitsio.FITS(str(good)) as src, fitsio.FITS(str(path), "rw", clobber=True) as dst:
+        for hdu in list(src)[1:]:
+            data = hdu.read()
+            if hdu.get_extname() == "object_data":
+                data = recfunctions.drop_fields(data, ["psf_start_row"], usemask=False)
+            dst.write(data, extname=hdu.get_extname())
+    with MEDS(path) as m:  # opens (nothing points past an HDU) but serves no PSF
+        assert not m.has_psf()
+        with pytest.raises(ValueError, match="no psf_start_row or PSF size columns"):
+            m.get_psf(0, 0)
+    with pytest.raises(InputFileError) as err:
+        MedsImageIO([str(path)], _conf())
+    _assert_one_line(err, path, "no PSF stamps: 'object_data' has no psf_start_row")
