@@ -21,3 +21,19 @@ class InputFileError(PipelineError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):
+        # rebuilt from (path, problem), so the error survives pickling (dask workers)
+        return (type(self), (self.path, self.problem))
+
+
+class InputIOError(InputFileError, OSError):
+    """An input file cannot be read as what it should be: missing, not a regular
+    file, truncated or structurally damaged. Also an ``OSError``, which is what
+    fitsio (and so the reference MEDS reader) raises for these."""
+
+
+class InputValueError(InputFileError, ValueError):
+    """A request an input file cannot serve: an index out of range, an absent HDU,
+    column or PSF. Also a ``ValueError``, which is what the reference MEDS reader
+    raises for these."""

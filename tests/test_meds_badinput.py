@@ -70,7 +70,7 @@ CASES = {
     "empty": "not a readable FITS file",
     "no_object_data": "no 'object_data' HDU",
     "no_image_cutouts": "no 'image_cutouts' HDU",
-    "past_end": "object 7 cutout 1: start_row",
+    "past_end": "object 7 (id 7) cutout 1: start_row",
     "missing": "file not found",
     "directory": "is a directory",
 }

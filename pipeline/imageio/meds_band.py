@@ -22,10 +22,11 @@ from ..meds.regions import (OUTLIER_A, OUTLIER_NSIGMA, map_coadd_seg_stack, obje
 from .base import EPOCH_DTYPE
 from .meds_band_nb import prepare_stack_nb
 
-#: weight regions and whether they hand sky pixels to the nearest object
-_REGIONS = {"cweight": False, "uberseg": True, "cweight-nearest": True}
+#: weight regions built from the coadd seg, and whether they hand sky pixels to
+#: the nearest object
+SEG_REGIONS = {"cweight": False, "uberseg": True, "cweight-nearest": True}
 #: every weight region (``weight``: the raw weight map)
-REGIONS = ("weight",) + tuple(_REGIONS)
+REGIONS = ("weight",) + tuple(SEG_REGIONS)
 # placeholders for the kernel's optional stacks (typed like the real ones)
 _NO_BMASK = np.zeros((0, 0, 0), dtype="i4")
 _NO_KEEP = np.zeros((0, 0, 0), dtype=bool)
@@ -95,7 +96,7 @@ def _region(m: MEDS, index: int, cutouts: np.ndarray, jacs: np.ndarray, number: 
     """The coadd seg mapped onto each cutout (None without seg stamps or a coadd
     cutout, or when neither the region nor MOF needs it) and the pixels the weight
     region keeps (None: all of them)."""
-    nearest = _REGIONS.get(conf["region"])
+    nearest = SEG_REGIONS.get(conf["region"])
     if nearest is None and not conf.get("model_nbrs"):
         return None, None
     if not m.has_cutout_type("seg") or int(m.cutout_array("file_id")[index, 0]) != 0:

@@ -13,7 +13,7 @@ from ..gmix.observation import MultiBandObsList
 from ..meds import MEDS
 from .base import FitObject, ImageIO
 from .groups import groups_from_fofs
-from .meds_band import band_epochs
+from .meds_band import SEG_REGIONS, band_epochs
 
 
 class MedsImageIO(ImageIO):
@@ -32,8 +32,15 @@ class MedsImageIO(ImageIO):
         self.paths = [os.fspath(p) for p in meds_paths]
         self.conf = conf
         self.nband = len(self.paths)
-        self.meds = [MEDS(p) for p in self.paths]
-        self._check_consistent()
+        self.meds = []
+        try:
+            for p in self.paths:
+                self.meds.append(MEDS(p))
+            self._check_consistent()
+            self._check_serves_config()
+        except BaseException:
+            self.close()
+            raise
         cat = self.meds[0]
         self._cat = cat.get_cat()
         self._numbers = (np.asarray(self._cat["number"]) if "number" in self._cat.dtype.names
@@ -51,6 +58,25 @@ class MedsImageIO(ImageIO):
                                            f"has {ref.size}: band files must match")
             if not np.array_equal(m["id"], ref["id"]):
                 raise InputFileError(path, f"object ids differ from {self.paths[0]}")
+
+    def _check_serves_config(self) -> None:
+        """Refuse, before any fitting, files that lack what the config needs (a file
+        cut short at an HDU boundary would otherwise fit nothing, or quietly lose
+        its weight region)."""
+        needs = {"weight": "every fit"}  # image_cutouts: checked when the file opens
+        if self.conf["region"] in SEG_REGIONS:
+            needs["seg"] = f"region '{self.conf['region']}'"
+        for path, m in zip(self.paths, self.meds):
+            for kind, why in needs.items():
+                if not m.has_cutout_type(kind):
+                    raise InputFileError(path, f"no '{kind}_cutouts' HDU, which {why} needs "
+                                               f"(truncated file?)")
+            if self.conf.get("imageio", {}).get("psf_source", "meds") == "meds":
+                try:
+                    m.require_psf()
+                except InputFileError as err:
+                    raise InputFileError(path, f"{err.problem}, which imageio.psf_source "
+                                               f"'meds' needs") from None
 
     def _read_obj_flags(self, obj_flags: np.ndarray | None) -> dict:
         if obj_flags is None:

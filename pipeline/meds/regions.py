@@ -88,29 +88,37 @@ def map_coadd_seg(coadd_seg: np.ndarray, jac_coadd: Jacobian | None,
                                jacobian_array(jac_epoch)[None], shape)[0]
 
 
-def region_keep(segs: np.ndarray, segid: int, nearest: bool) -> np.ndarray:
+def region_keep(segs: np.ndarray, segid: int, nearest: bool,
+                restrict_to_seg: bool = False) -> np.ndarray:
     """Pixels whose weight a region keeps, for an ``(nepoch, nrow, ncol)`` stack of
-    mapped seg stamps: cweight (``nearest=False``) drops other objects' pixels;
-    uberseg (``nearest=True``) also drops sky pixels whose nearest seg pixel is
-    another object's. An epoch with no other object keeps every pixel."""
+    mapped seg stamps.
+
+    cweight (``nearest=False``) drops other objects' pixels (and sky too with
+    ``restrict_to_seg``). uberseg (``nearest=True``) also drops sky pixels
+    strictly nearer to another object's pixels than to the object's own: a sky
+    pixel equally near both stays with the object, so the rule is symmetric and
+    does not depend on the stamp's orientation. An epoch with no other object,
+    or in which the object has no pixels of its own (``segid`` 0 or absent),
+    keeps what cweight keeps.
+    """
     other = (segs != segid) & (segs != 0)
-    keep = ~other
-    if not nearest:
+    keep = (segs == segid) if restrict_to_seg else ~other
+    if not nearest or segid == 0:
         return keep
     for k in np.flatnonzero(other.any(axis=(1, 2))):
-        keep[k] &= _nearest_owner(segs[k]) == segid
+        own = segs[k] == segid
+        if own.any():
+            keep[k] &= _nearer_to_own(own, other[k])
     return keep
 
 
-def _nearest_owner(seg: np.ndarray) -> np.ndarray:
-    """Seg id of the nearest labelled pixel, for every pixel of a stamp with at
-    least one labelled pixel (labelled pixels own themselves)."""
+def _nearer_to_own(own: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """True where the nearest ``own`` pixel is at most as far as the nearest ``other``."""
     from scipy.ndimage import distance_transform_edt
 
-    # the feature transform of the sky finds each pixel's nearest labelled pixel
-    # exactly in one pass (ties resolved by the transform's scan order)
-    rows, cols = distance_transform_edt(seg == 0, return_distances=False, return_indices=True)
-    return seg[rows, cols]
+    # Euclidean distances of pixel centres are square roots of integers, so
+    # equal distances compare equal exactly
+    return distance_transform_edt(~own) <= distance_transform_edt(~other)
 
 
 def _apply_region(weight: np.ndarray, coadd_seg: np.ndarray, segid: int,
@@ -130,8 +138,62 @@ def cweight(weight: np.ndarray, coadd_seg: np.ndarray, segid: int,
 
 def uberseg(weight: np.ndarray, coadd_seg: np.ndarray, segid: int,
             jac_coadd: Jacobian | None = None, jac_epoch: Jacobian | None = None) -> np.ndarray:
-    """cweight, and sky pixels whose nearest seg pixel is another object set to 0."""
+    """cweight, and sky pixels nearer another object than this one set to 0."""
     return _apply_region(weight, coadd_seg, segid, jac_coadd, jac_epoch, nearest=True)
+
+
+# ------------------------------------------------- the reference reader's rules
+def map_coadd_seg_reference(coadd_seg: np.ndarray, jac_coadd: np.ndarray,
+                            jac_epoch: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """:func:`map_coadd_seg_stack` for one stamp as the reference reader computes it:
+    the same nearest-pixel mapping, with its operation order, its inverse
+    (``numpy.linalg.inv``) and exact halves rounded to even.
+
+    jac_coadd, jac_epoch: (6,) Jacobians in :data:`JACOBIAN_FIELDS` order. A
+    singular coadd Jacobian raises ``numpy.linalg.LinAlgError``.
+    """
+    jc = np.asarray(jac_coadd, dtype="f8")
+    je = np.asarray(jac_epoch, dtype="f8")
+    cinv = np.linalg.inv(jc[2:6].reshape(2, 2))
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    rows = rows - je[0]
+    cols = cols - je[1]
+    u = rows * je[2] + cols * je[3]
+    v = rows * je[4] + cols * je[5]
+    crow = np.rint(jc[0] + u * cinv[0, 0] + v * cinv[0, 1]).astype("i8")
+    ccol = np.rint(jc[1] + u * cinv[1, 0] + v * cinv[1, 1]).astype("i8")
+    crow = crow.clip(0, coadd_seg.shape[0] - 1)
+    ccol = ccol.clip(0, coadd_seg.shape[1] - 1)
+    return coadd_seg[crow, ccol]
+
+
+def reference_nearest_keep(seg: np.ndarray, number: int) -> np.ndarray:
+    """The reference uberseg's nearest-object rule on one mapped seg stamp: a pixel
+    is kept when its nearest labelled pixel (itself, if labelled) is ``number``;
+    among equally near labelled pixels the first in row-major order decides
+    (the reference's ``fast=False`` search). A stamp without labelled pixels
+    keeps everything."""
+    from scipy.ndimage import distance_transform_edt
+
+    from .regions_nb import first_nearest_label_nb
+
+    labelled = seg != 0
+    if not labelled.any():
+        return np.ones(seg.shape, dtype=bool)
+    dist = distance_transform_edt(~labelled)
+    d2 = np.rint(dist * dist).astype(np.int64)  # exact: squares of integer offsets
+    return first_nearest_label_nb(np.ascontiguousarray(seg), d2) == number
+
+
+def cseg_weight_keep(seg: np.ndarray, number: int, row: float, col: float) -> np.ndarray:
+    """Pixels inside the largest circle about (row, col) that touches no pixel of
+    another object in ``seg`` (all pixels when there is none)."""
+    other = (seg != 0) & (seg != number)
+    if not other.any():
+        return np.ones(seg.shape, dtype=bool)
+    rows, cols = np.mgrid[0:seg.shape[0], 0:seg.shape[1]]
+    r2 = (rows - row) ** 2 + (cols - col) ** 2
+    return r2 < r2[other].min()
 
 
 def reject_outliers(images: Sequence[np.ndarray], weights: Sequence[np.ndarray],

@@ -73,3 +73,49 @@ def outlier_mask_nb(images: np.ndarray, weights: np.ndarray, nsigma: float,
                 if w * d * d > lim * lim:
                     bad[e, r, c] = True
     return bad
+
+
+@njit(cache=True)
+def first_nearest_label_nb(seg: np.ndarray, d2: np.ndarray) -> np.ndarray:
+    """Label of each pixel's nearest labelled (non-zero) pixel, ties going to the
+    first in row-major order; labelled pixels are their own nearest.
+
+    d2: squared distance of each pixel to its nearest labelled pixel (exact
+    integers, e.g. from a distance transform). Only offsets (dr, dc) with
+    dr^2 + dc^2 == d2 are visited, in row-major order, so the search costs a
+    few steps per pixel.
+    """
+    nrow, ncol = seg.shape
+    out = seg.copy()
+    for r in range(nrow):
+        for c in range(ncol):
+            if seg[r, c] != 0:
+                continue
+            dd = d2[r, c]
+            rad = int(np.sqrt(dd))
+            while rad * rad > dd:
+                rad -= 1
+            while (rad + 1) * (rad + 1) <= dd:
+                rad += 1
+            done = False
+            for dr in range(-rad, rad + 1):
+                rr = r + dr
+                rem = dd - dr * dr
+                if rr < 0 or rr >= nrow or rem < 0:
+                    continue
+                dc = int(np.sqrt(rem))
+                while dc * dc > rem:
+                    dc -= 1
+                while (dc + 1) * (dc + 1) <= rem:
+                    dc += 1
+                if dc * dc != rem:
+                    continue
+                # the column left of the pixel comes first in row-major order
+                for cc in (c - dc, c + dc):
+                    if 0 <= cc < ncol and seg[rr, cc] != 0:
+                        out[r, c] = seg[rr, cc]
+                        done = True
+                        break
+                if done:
+                    break
+    return out

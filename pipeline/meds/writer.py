@@ -325,6 +325,16 @@ def _write_pixels(fits: fitsio.FITS, obj: np.ndarray, images: Sequence[SourceIma
                               start=int(obj["psf_start_row"][iobj, k]))
 
 
+#: tile length fpack uses for the 1-D stamp HDUs (it reads FZTILE from the header):
+#: a stamp read then inflates a tile or two, not the whole HDU (fpack's default)
+FPACK_TILE = 10240
+
+
+def _create_stamp_hdu(fits: fitsio.FITS, extname: str, npix: int, dtype: str) -> None:
+    fits.create_image_hdu(dims=[npix], dtype=dtype, extname=extname)
+    fits[extname].write_key("FZTILE", f"({FPACK_TILE},1)", comment="fpack tile size")
+
+
 def write_meds(path: str | os.PathLike, catalog: np.ndarray, images: list[SourceImage],
                metadata: dict | None = None, clobber: bool = False,
                nmax: int | None = None) -> None:
@@ -343,6 +353,8 @@ def write_meds(path: str | os.PathLike, catalog: np.ndarray, images: list[Source
     if every image has a square PSF of one size, else ``psf_row_size``/
     ``psf_col_size`` (0, with psf_start_row -9999, for images without a PSF).
     Bad inputs raise ``MedsInputError``; nothing is left at ``path`` on failure.
+    The primary header's ``NEXTEND`` counts the extensions (the reader detects
+    truncation with it) and the stamp HDUs carry ``FZTILE`` for ``fpack``.
     """
     catalog = np.asarray(catalog)
     _check_inputs(catalog, images)
@@ -362,13 +374,15 @@ def write_meds(path: str | os.PathLike, catalog: np.ndarray, images: list[Source
         fits.write(info, extname=IMAGE_INFO)
         fits.write(meta, extname=METADATA)
         for t in types:
-            fits.create_image_hdu(dims=[ntot], dtype=CUTOUT_DTYPES[t],
-                                  extname=cutout_ext(t))
+            _create_stamp_hdu(fits, cutout_ext(t), ntot, CUTOUT_DTYPES[t])
         if "psf_start_row" in obj.dtype.names:
             sizes = np.array([s[0] * s[1] if s else 0 for s in psf_shapes], dtype="i8")
             used = obj["psf_start_row"] != UNUSED
             npsf = int(sizes[obj["file_id"][used]].sum())
-            fits.create_image_hdu(dims=[npsf], dtype=PSF_DTYPE, extname=PSF_EXT)
+            _create_stamp_hdu(fits, PSF_EXT, npsf, PSF_DTYPE)
+        # the reader compares the extensions present with this count, so a
+        # file cut short at an HDU boundary is reported as truncated
+        fits[0].write_key("NEXTEND", len(fits) - 1, comment="number of extensions")
         _write_pixels(fits, obj, images, types, psf_shapes)
     log.info("wrote %s: %d objects, %d cutouts, %d pixels per cutout type",
              path, obj.size, int(obj["ncutout"].sum()), ntot)
