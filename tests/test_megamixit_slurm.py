@@ -10,9 +10,10 @@ failed with its log tail, ``collate`` refuses naming it, and once the input is
 back ``run`` resubmits that chunk only (checked against the submit records and
 against SLURM's own job list). Array mode runs from a run tree moved after setup.
 
-Jobs run ``python3 -m pipeline.cli.ngmixit`` and inherit the submitting
-environment (sbatch's default): ``python_path_env`` makes the package importable
-from the chunk dirs without installing it. The tile helpers here are shared with
+Jobs run ``$MEGAMIXER_PYTHON -m pipeline.cli.ngmixit``; the script itself sets
+the interpreter (and PYTHONPATH when the package is not installed), so the
+end-to-end test submits with ``SBATCH_EXPORT=NONE``: the jobs inherit nothing
+from the submitting shell. The tile helpers here are shared with
 ``test_megamixit_dask.py`` (the tile is simulated once per session).
 """
 
@@ -123,9 +124,10 @@ def assert_same_catalogue(a: Path, b: Path) -> None:
 
 
 def status_rows(capsys, *args, logs: bool = False) -> tuple[dict, str]:
-    """``megamixit status``: {tile: {column: value}} and the whole output."""
+    """``megamixit status``: {tile: {column: value}} and the whole output; its exit
+    code must say the same as the table (0 all done, 1 failed/stuck, 3 in progress)."""
     capsys.readouterr()
-    assert mmx("status", *args, *(["--logs"] if logs else [])) == 0
+    code = mmx("status", *args, *(["--logs"] if logs else []))
     out = capsys.readouterr().out
     lines = out.splitlines()
     head = lines[0].split()
@@ -135,6 +137,11 @@ def status_rows(capsys, *args, logs: bool = False) -> tuple[dict, str]:
         if len(words) == len(head) and words[1].isdigit():
             rows[words[0]] = {k: (int(v) if v.isdigit() else v)
                               for k, v in zip(head[1:], words[1:])}
+    total = {k: sum(r[k] for r in rows.values()) for k in ("chunks", "done", "failed",
+                                                           "stuck", "unknown")}
+    want = (0 if total["done"] == total["chunks"] else
+            1 if total["failed"] + total["stuck"] + total["unknown"] else 3)
+    assert code == want, (code, out)
     return rows, out
 
 
@@ -211,7 +218,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 # ---------------------------------------------------------------- tests
 
 def test_slurm_end_to_end_failed_chunk_resubmitted(tile, tmp_path, monkeypatch, capsys):
-    python_path_env(monkeypatch)
+    # the jobs get nothing from this environment: the script must find the software
+    monkeypatch.setenv("SBATCH_EXPORT", "NONE")
     # a private copy of the inputs: one file is renamed below
     inputs = tmp_path / "inputs"
     shutil.copytree(tile / "sim", inputs)
@@ -259,7 +267,7 @@ def test_slurm_end_to_end_failed_chunk_resubmitted(tile, tmp_path, monkeypatch, 
     assert mmx("collate", *args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert layout.chunk_rel(TILE, first, last) in err and "missing" in err
+    assert f"{layout.chunk_name(first, last)} (failed with exit status 2)" in err
     assert not layout.collated(TILE).exists()
 
     # ---- input restored: run resubmits that chunk only, then collate succeeds
@@ -351,3 +359,30 @@ def test_run_with_an_impossible_request_stops_waiting_then_resubmits(tmp_path, c
     states = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j",
                              ",".join(stuck_ids)], capture_output=True, text=True).stdout
     assert all(line.endswith("|CANCELLED") for line in states.split()), states
+
+
+def test_setup_clobber_cancels_the_old_setups_queued_jobs(tmp_path, capsys):
+    """Set up again (new seed) while jobs of the old set-up wait in the queue: they are
+    cancelled before anything is rewritten, so none can write into the new tree."""
+    inp = make_inputs(tmp_path, {"TC": 4}, chunksize=2,
+                      extra={"system": "slurm", "queue": "tiny", "walltime": "00:10:00",
+                             "extra_cmds": fake_ngmixit_cmds(tmp_path)})
+    args = (inp["run_config"], inp["tiles"])
+    assert mmx("setup", *args) == 0
+    assert mmx("run", *args) == 1                  # queued, stuck: they can never start here
+    layout = RunLayout(inp["run_dir"], "run1")
+    old = TileRecord.load(layout.tile_record("TC"))
+    old_ids = [r["job_id"] for r in submit_records(layout, old).values()]
+    states = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%T", "-j",
+                             ",".join(old_ids)], capture_output=True, text=True).stdout
+    assert states.split() == ["PENDING", "PENDING"], states
+    assert mmx("setup", *args, "--clobber", "--seed", 99, "--queue", "debug") == 0
+    states = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j",
+                             ",".join(old_ids)], capture_output=True, text=True).stdout
+    assert all(line.endswith("|CANCELLED") for line in states.split()), states
+    new = TileRecord.load(layout.tile_record("TC"))
+    assert new.seed == 99 and new.setup_id != old.setup_id
+    assert not any((layout.chunk_dir("TC", a, b) / "submit.json").exists()
+                   for a, b in new.ranges)
+    assert mmx("run", *args, "--seed", 99, "--queue", "debug", "--wait") == 0
+    assert mmx("collate", *args, "--seed", 99) == 0

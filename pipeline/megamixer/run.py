@@ -58,7 +58,7 @@ def plan_run(conf: RunConfig, layout: RunLayout, recs: list[TileRecord], system,
     for rec in todo:
         for job, (first, last) in zip(jobs_by_tile[rec.tile], rec.ranges):
             output = check_chunk(layout, rec, int(first), int(last))
-            state = chunk_state(states.get(job.name, "unknown"), output.valid)
+            state = chunk_state(states.get(job.name, "unknown"), output)
             if state in ("pending", "running"):
                 plan.active.append(job)
             elif state == "done" and not clobber:

@@ -96,7 +96,7 @@ def stop_old_jobs(conf: RunConfig, layout: RunLayout, old: TileRecord) -> None:
     chunk is run by another live megamixit process."""
     jobs = chunk_jobs(old, layout, conf)
     states = query_by_submitter(jobs)
-    active = [j for j in jobs if states[j.name][1].active]
+    active = [j for j in jobs if states[j.name][1].alive]
     if not active:
         return
     by_system: dict[str, list] = {}
@@ -115,7 +115,7 @@ def stop_old_jobs(conf: RunConfig, layout: RunLayout, old: TileRecord) -> None:
     deadline = time.monotonic() + CANCEL_WAIT
     while True:
         states = query_by_submitter(active)
-        still = [j.name for j in active if states[j.name][1].active]
+        still = [j.name for j in active if states[j.name][1].alive]
         if not still:
             return
         if time.monotonic() > deadline:

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .chunkcheck import check_chunk
+from .chunkcheck import ChunkOutput, check_chunk
 from .layout import RunLayout
 from .tilerecord import TileRecord
 
@@ -31,15 +31,16 @@ class TileStatus:
         return [n for n, s in self.states.items() if s == "failed"]
 
 
-def chunk_state(state, has_output: bool) -> str:
+def chunk_state(state, output: ChunkOutput) -> str:
     """The adapter's state corrected by the chunk file: a finished job counts as done
-    only if its output is valid (:func:`~.chunkcheck.check_chunk`)."""
+    only if its output is valid (:func:`~.chunkcheck.check_chunk`); an output that
+    exists but is damaged or stale makes the chunk failed."""
     value = str(state)
     if value in ("pending", "running"):
         return value
-    if has_output:
+    if output.valid:
         return "done"
-    return "failed" if value == "done" else value
+    return "failed" if value == "done" or output.exists else value
 
 
 def collation_state(layout: RunLayout, rec: TileRecord) -> str:
@@ -85,7 +86,7 @@ def tile_statuses(layout: RunLayout, recs: list[TileRecord], system, jobs_by_til
                 continue
             if output.problem:
                 st.problems[job.name] = output.problem
-            st.states[job.name] = chunk_state(states.get(job.name, "unknown"), output.valid)
+            st.states[job.name] = chunk_state(states.get(job.name, "unknown"), output)
             st.logs[job.name] = job.path / job.log
         out.append(st)
     return out

@@ -67,6 +67,11 @@ class JobState(str, Enum):
         """Queued or running: the job may still write its outputs."""
         return self in (JobState.PENDING, JobState.RUNNING)
 
+    @property
+    def alive(self) -> bool:
+        """Held by the scheduler in any way, stuck included: it may yet run."""
+        return self.active or self is JobState.STUCK
+
 
 @dataclass
 class ChunkJob:
