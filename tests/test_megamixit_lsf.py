@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 import subprocess
 import textwrap
 from pathlib import Path
@@ -126,10 +127,13 @@ def test_lsf_scripts_submit_status_and_resubmit(tmp_path, lsf, capsys):
         i = lines.index(extra_lines[0])
         assert lines[i:i + len(extra_lines)] == extra_lines
         meds = [str(inp["inputs"] / f"{tile}-{band}-meds.fits") for band in "gr"]
+        # the interpreter: set before the extra lines, which may change it
+        assert f"export MEGAMIXER_PYTHON={sys.executable}" in lines[:i]
         assert shlex.split(lines[i + len(extra_lines)]) == [
-            "python3", "-m", "pipeline.cli.ngmixit", "../../../fit-config.yaml",
+            "${MEGAMIXER_PYTHON}", "-m", "pipeline.cli.ngmixit", "../../../fit-config.yaml",
             f"{tile}-run1-{a:06d}-{b:06d}.fits", *meds, "--fof-range", f"{a},{b}",
-            "--seed", "42", "--log-level", "INFO"]
+            "--seed", "42", "--log-level", "INFO", "--tag", "run=run1", "--tag",
+            f"tile={tile}", "--tag", f"setup={recs[tile].setup_id}"]
         assert str(layout.run_dir) not in text       # the run tree can move
 
     # ---- dry run: says what it would do, calls nothing, writes nothing
@@ -181,7 +185,7 @@ def test_lsf_scripts_submit_status_and_resubmit(tmp_path, lsf, capsys):
     assert "fake ngmixit: failing on purpose" in out.split("--- failed chunk TL-run1-000020")[1]
     capsys.readouterr()
     assert mmx("collate", *args) == 2
-    assert "TL/chunks/chunk000020-000024 (missing)" in capsys.readouterr().err
+    assert "chunk000020-000024 (failed with exit status 1)" in capsys.readouterr().err
 
     # ---- run again: only the failed chunk is submitted; it then succeeds
     (layout.chunk_dir("TL", 20, 24) / "FAIL").unlink()

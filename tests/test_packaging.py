@@ -1,4 +1,10 @@
-"""A wheel install (not the editable checkout) finds its configs and job templates."""
+"""A wheel install (not the editable checkout) finds its configs and job templates.
+
+The wheel is built and installed into a throw-away virtual environment with that
+environment's own pip, so the test never changes the environment it runs in (an
+install with this interpreter's pip and ``--prefix`` uninstalled the user's
+editable install before).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,13 @@ print(get_system("slurm").render_script(job))
 """
 
 
+def _installed_megamixer() -> str | None:
+    """Where this interpreter's pip sees megamixer installed (None: not installed)."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "show", "-f", "megamixer"],
+                          capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
 def test_wheel_ships_configs_and_job_templates(tmp_path):
     # build from a copy: an in-tree build would leave build/ in the checkout
     source = tmp_path / "source"
@@ -34,17 +47,18 @@ def test_wheel_ships_configs_and_job_templates(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                     "--no-build-isolation", "-w", str(wheels), str(source)],
                    check=True, capture_output=True, cwd=tmp_path)
+    before = _installed_megamixer()
     env_dir = tmp_path / "env"
-    venv.create(env_dir, with_pip=False)
+    venv.create(env_dir, with_pip=True)        # ensurepip: offline
     python = env_dir / "bin" / "python"
     wheel = next(wheels.glob("megamixer-*.whl"))
-    # install into the fresh environment with this interpreter's pip (no network)
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig."
                               "get_paths()['purelib'])"], capture_output=True, text=True,
                              check=True).stdout.strip()
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--prefix", str(env_dir), "--no-warn-script-location", str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--no-warn-script-location", str(wheel)],
+                   check=True, capture_output=True, env={"PATH": "/usr/bin:/bin"})
+    assert _installed_megamixer() == before, "the test changed the running environment"
     # dependencies from this interpreter via PYTHONPATH: its .pth files (the
     # editable install's finder) are not run, so the wheel's copy is imported
     deps = sysconfig.get_paths()["purelib"]
