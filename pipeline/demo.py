@@ -96,13 +96,19 @@ def summarize(collated: str, truth_path: str, png: str, elapsed: float) -> dict:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     ax = axes[0]
-    ax.loglog(tflux[gal, 0], flux[gal, 0], ".", ms=3)
+    profile = "exp" if model == "cm" else model
+    other = gal & ~same
+    ax.loglog(tflux[other, 0], flux[other, 0], ".", ms=3, color="0.65",
+              label=f"other profiles ({other.sum()})")
+    ax.loglog(tflux[same, 0], flux[same, 0], ".", ms=4, color="C0",
+              label=f"{profile} profiles ({same.sum()}): median error "
+                    f"{summary['median_flux_frac_err']:+.3f}")
     lim = [tflux[gal, 0].min(), tflux[gal, 0].max()]
     ax.plot(lim, lim, "k-", lw=0.8)
     ax.set_xlabel("true flux (band 0)")
     ax.set_ylabel(f"{model} flux")
-    ax.set_title(f"{gal.sum()} galaxies; {model}-profile ones: median error "
-                 f"{summary['median_flux_frac_err']:+.3f}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(f"{gal.sum()} galaxies with flags 0", fontsize=10)
     ax = axes[1]
     ax.hist(np.log10(np.clip(s2n, 1, None)), bins=40)
     ax.set_xlabel(f"log10 {model}_s2n_w")

@@ -350,13 +350,14 @@ class Run:
                        len(self.diagnostics), path)
 
     def _plots(self, igroup: int) -> None:
-        from .plots import plot_object_fits
+        from .plots import band_names, plot_object_fits
         outdir = os.path.splitext(os.path.abspath(self.out_path))[0] + "-plots"
         done = len(os.listdir(outdir)) if os.path.isdir(outdir) else 0
+        bands = band_names(self.io.meta_data()["meds_meta"], self.nband)
         for obj in self._last_objects:
             if done >= self.conf["nplots"]:
                 return
-            if plot_object_fits(obj, outdir):
+            if plot_object_fits(obj, outdir, bands):
                 done += 1
 
 

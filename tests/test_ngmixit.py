@@ -225,3 +225,23 @@ def test_make_plots_profile_and_work_dir(tile, tmp_path):
     profile = (tmp_path / "final" / "plots-profile.txt").read_text()
     assert "fit_group" in profile
 
+
+
+def test_plot_mosaic_names_bands_and_has_colour_bars(tile, tmp_path):
+    """--make-plots mosaics: band names from the MEDS metadata, one colour bar per row."""
+    from pipeline.plots import band_names, object_figure
+    from pipeline.runner import Run, RunOptions
+
+    run = Run(str(tile["conf"]), str(tmp_path / "p.fits"), [str(m) for m in tile["meds"]],
+              RunOptions(fof_range=(0, 3), seed=SEED, progress=False))
+    bands = band_names(run.io.meta_data()["meds_meta"], run.nband)
+    assert bands == BANDS.split(",")
+    run.execute()
+    obj = next(o for o in run._last_objects if o.extra.get("results"))
+    fig = object_figure(obj, bands)
+    nepoch = sum(len(obslist) for obslist in obj.extra["mbobs_used"])
+    assert len(fig.axes) == 3 * nepoch + 3                   # three colour bars
+    titles = [ax.get_title() for ax in fig.axes[:nepoch]]
+    assert titles[0].startswith("g epoch") and titles[-1].startswith("r epoch")
+    labels = [ax.get_ylabel() for ax in fig.axes[3 * nepoch:]]
+    assert labels == ["counts", "counts", "sigma"]
