@@ -47,8 +47,10 @@ from pipeline.cli.megamixit import main as megamixit  # noqa: E402
 from pipeline.megamixer.collate import collate_tile  # noqa: E402
 from pipeline.megamixer.layout import RunLayout  # noqa: E402
 from pipeline.megamixer.tilerecord import TileRecord  # noqa: E402
-from tests.test_megamixit_support import (epoch_rows, fake_ngmixit_cmds,  # noqa: E402
-                                          make_inputs, meta_row, model_rows)
+from pipeline.output import write_fit_output  # noqa: E402
+from tests.test_megamixit_support import (chunk_provenance, epoch_rows,  # noqa: E402
+                                          fake_ngmixit_cmds, make_inputs, meta_row,
+                                          model_rows)
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 #: (benchmark, figure, detail) rows for the final table
@@ -85,10 +87,10 @@ def bench_collate(rows: int, nchunks: int) -> None:
         ids = inp["ids"]["BIG"]
         t0 = time.perf_counter()
         for a, b in rec.ranges:
-            with fitsio.FITS(str(layout.chunk_file("BIG", a, b)), "rw", clobber=True) as f:
-                f.write(_wide_rows(ids[a:b + 1], 2), extname="model_fits")
-                f.write(epoch_rows(ids[a:b + 1], 2), extname="epoch_data")
-                f.write(meta_row(["g", "r"]), extname="meta_data")
+            # what ngmixit writes: provenance header and checksums
+            write_fit_output(str(layout.chunk_file("BIG", a, b)), _wide_rows(ids[a:b + 1], 2),
+                             epoch_rows(ids[a:b + 1], 2), meta_row(["g", "r"]), None,
+                             chunk_provenance(rec, a, b))
         t_write = time.perf_counter() - t0
         best = np.inf
         for _ in range(3):

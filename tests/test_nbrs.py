@@ -417,7 +417,7 @@ def test_cli_bad_inputs_give_one_line_errors_and_no_output(tmp_path, capsys):
     outs = ["--nbrs-file", str(tmp_path / "n.fits"), "--fof-file", str(tmp_path / "f.fits")]
     cases = [([good, g, str(tmp_path / "nope.fits")], "nope.fits: MEDS file not found"),
              ([good, g, short], "short.fits: has 4 objects but"),
-             ([good, g, renum], "renum.fits: object numbers differ from"),
+             ([good, g, renum], "renum.fits: object ids differ from"),
              ([badkey, g], "bad.yaml: unknown key 'buff_fract' (did you mean 'buff_frac'?)"),
              ([str(tmp_path / "none.yaml"), g], "none.yaml: config file not found"),
              ([good, str(tmp_path / "good.yaml")], "good.yaml")]
