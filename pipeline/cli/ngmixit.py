@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    from ..jitlog import log_cold_compiles
     from ..runner import Run, RunOptions, parse_range
+    log_cold_compiles()
     opts = RunOptions(
         fof_range=parse_range(args.fof_range) if args.fof_range else None,
         fof_file=args.fof_file, nbrs_file=args.nbrs_file, mof_file=args.mof_file,
