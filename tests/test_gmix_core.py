@@ -112,7 +112,7 @@ def test_row_recurrence_matches_math_exp():
         cpk = rng.uniform(-10, 70)
         B = -2 * A * cpk
         C = A * cpk ** 2 + rng.uniform(0, 20)
-        clo, chi, c0 = render_nb._row_range(A, B, C, ncol)
+        clo, chi, c0 = render_nb._row_range(A, 1.0 / A, B, C, ncol)
         if clo > chi:
             continue
         ebuf = np.zeros(ncol)

@@ -52,11 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    from ..provenance import parse_tags
     from ..config import check_seed
+    from ..jitlog import log_cold_compiles
+    from ..provenance import parse_tags
     from ..runner import Run, RunOptions, parse_range
     if args.seed is not None:
         check_seed(args.seed)
+    log_cold_compiles()
     opts = RunOptions(
         fof_range=parse_range(args.fof_range) if args.fof_range else None,
         fof_file=args.fof_file, nbrs_file=args.nbrs_file, mof_file=args.mof_file,

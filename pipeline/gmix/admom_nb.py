@@ -24,7 +24,7 @@ ADMOM_BIG = 32        # T grew beyond bounds
 _MAX_CHI2 = 50.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def weighted_sums(image, weight, jac, wp, sums):
     """Gaussian-weighted sums for weight wp = [v0, u0, irr, irc, icc].
 

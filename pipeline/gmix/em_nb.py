@@ -22,7 +22,7 @@ _ETA_GROW = 1.1
 _ETA_MAX = 10.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _valid(pars):
     for k in range(pars.shape[0]):
         det = pars[k, 3] * pars[k, 5] - pars[k, 4] * pars[k, 4]
@@ -31,7 +31,7 @@ def _valid(pars):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _mixture_T(pars):
     psum = 0.0
     T = 0.0
@@ -41,7 +41,16 @@ def _mixture_T(pars):
     return T / psum
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, inline="always")
+def _copy(dst, src):
+    """dst[:, :] = src, as a loop: numba compiles an array assignment with a
+    shape check whose error message costs a second of string code to compile."""
+    for k in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[k, j] = src[k, j]
+
+
+@njit(cache=True, inline="always")
 def _e_step(image, weight, jac, sky, pars, acc, gval):
     """Accumulate responsibility-weighted sums; returns (log-likelihood, npix)."""
     ng = pars.shape[0]
@@ -130,7 +139,7 @@ def em_run(image, weight, jac, sky, pars, maxiter, tol):
             return EM_NO_DATA, it, fdiff
         if eta > 1.0 and have_em and loglike < ll_prev:
             # the stretched step overshot: fall back to the safe EM update
-            pars[:, :] = em_last
+            _copy(pars, em_last)
             eta = 1.0
             continue
         ll_prev = loglike
@@ -152,18 +161,18 @@ def em_run(image, weight, jac, sky, pars, maxiter, tol):
         fdiff = abs(Tnew - Told) / Told
         Told = Tnew
         if fdiff < tol:
-            pars[:, :] = em_new
+            _copy(pars, em_new)
             return 0, it, fdiff
-        em_last[:, :] = em_new
+        _copy(em_last, em_new)
         have_em = True
         if eta > 1.0:
             for k in range(ng):
                 for j in range(6):
                     pars[k, j] = pars[k, j] + eta * (em_new[k, j] - pars[k, j])
             if not _valid(pars):
-                pars[:, :] = em_new
+                _copy(pars, em_new)
                 eta = 1.0
         else:
-            pars[:, :] = em_new
+            _copy(pars, em_new)
         eta = min(eta * _ETA_GROW, _ETA_MAX)
     return EM_MAXIT, maxiter, fdiff

@@ -14,7 +14,7 @@ from numba import njit
 TWO_PI = 2.0 * math.pi
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def set_norms(data) -> int:
     """Fill the cached fields; return 0, or 1 if a component is not positive definite."""
     bad = 0
@@ -39,7 +39,7 @@ def set_norms(data) -> int:
     return bad
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def g1g2_to_e1e2(g1, g2):
     """Reduced-shear ellipticity g -> distortion e = 2 g / (1 + |g|^2)."""
     gsq = g1 * g1 + g2 * g2
@@ -136,7 +136,7 @@ def fill_full(data, pars) -> None:
     set_norms(data)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def get_cen_flux(data):
     """Flux-weighted centre and total flux (row, col, psum)."""
     psum = 0.0

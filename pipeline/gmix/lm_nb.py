@@ -23,7 +23,7 @@ ST_SINGULAR = 4
 ST_NONFINITE = 8
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def chol_solve(A, b, x) -> bool:
     """Solve A x = b for symmetric positive-definite A (small n) by Cholesky."""
     n = b.size
@@ -53,7 +53,7 @@ def chol_solve(A, b, x) -> bool:
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _evaluate(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
               psf_tab, pr_kind, pr_idx, pr_par, JtJ, Jtr, stats):
     st = fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
@@ -69,66 +69,50 @@ def _evaluate(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac
 @njit(cache=True, error_model="numpy")
 def lm_fit(pars0, lo, hi, maxit, ftol, xtol, lam0, kind, pvals, fvals, nshape, ndisk,
            img, sqw, ep_info, ep_jac, psf_tab, pr_kind, pr_idx, pr_par):
-    """Returns (pars, JtJ, stats, chi2_total, nfev, niter, status)."""
+    """Returns (pars, JtJ, stats, chi2_total, nfev, niter, status).
+
+    The model is evaluated at one place in the loop (the start point, then each
+    trial step), so numba and LLVM compile the fit kernel inlined here once."""
     n = pars0.size
-    x = np.minimum(np.maximum(pars0.copy(), lo), hi)
+    x = np.zeros(n)
+    xt = np.minimum(np.maximum(pars0.copy(), lo), hi)   # point to evaluate next
     JtJ = np.zeros((n, n))
     Jtr = np.zeros(n)
     stats = np.zeros(4)
-    JtJn = np.zeros((n, n))
-    Jtrn = np.zeros(n)
-    statsn = np.zeros(4)
+    JtJt = np.zeros((n, n))
+    Jtrt = np.zeros(n)
+    statst = np.zeros(4)
     Ad = np.zeros((n, n))
     step = np.zeros(n)
     rhs = np.zeros(n)
-    xn = np.zeros(n)
-    nfev = 1
-    chi2 = _evaluate(x, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
-                     psf_tab, pr_kind, pr_idx, pr_par, JtJ, Jtr, stats)
-    if not math.isfinite(chi2):
-        return x, JtJ, stats, chi2, nfev, 0, ST_BAD_START
+    nfev = 0
+    chi2 = math.inf
     lam = lam0
     status = ST_MAXIT
     niter = 0
-    for it in range(maxit):
-        niter = it + 1
-        dmax = 0.0
-        for i in range(n):
-            dmax = max(dmax, JtJ[i, i])
-        if not (dmax > 0.0) or not math.isfinite(dmax):
-            status = ST_SINGULAR
-            break
-        floor = 1e-12 * dmax
-        for i in range(n):
-            rhs[i] = -Jtr[i]
-            for j in range(n):
-                Ad[i, j] = JtJ[i, j]
-            Ad[i, i] += lam * max(JtJ[i, i], floor)
-        if not chol_solve(Ad, rhs, step):
-            lam *= 10.0
-            if lam > 1e12:
-                status = ST_SINGULAR
-                break
-            continue
-        small = True
-        for i in range(n):
-            xn[i] = min(max(x[i] + step[i], lo[i]), hi[i])
-            if abs(xn[i] - x[i]) > xtol * (abs(x[i]) + xtol):
-                small = False
-        chi2n = _evaluate(xn, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info,
-                          ep_jac, psf_tab, pr_kind, pr_idx, pr_par, JtJn, Jtrn, statsn)
+    small = False
+    while True:
+        chi2t = _evaluate(xt, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
+                          psf_tab, pr_kind, pr_idx, pr_par, JtJt, Jtrt, statst)
         nfev += 1
-        if chi2n <= chi2:
-            dchi2 = chi2 - chi2n
-            x[:] = xn
-            JtJ[:, :] = JtJn
-            Jtr[:] = Jtrn
-            stats[:] = statsn
-            chi2 = chi2n
-            lam = max(lam * 0.1, 1e-12)
-            if dchi2 <= ftol * chi2 + 1e-12 or small:
-                status = 0
-                break
+        start = nfev == 1
+        if start or chi2t <= chi2:
+            # accept: swap the buffers (no copies, and no array-assignment shape
+            # checks, whose error formatting numba would compile)
+            dchi2 = chi2 - chi2t
+            x, xt = xt, x
+            JtJ, JtJt = JtJt, JtJ
+            Jtr, Jtrt = Jtrt, Jtr
+            stats, statst = statst, stats
+            chi2 = chi2t
+            if start:
+                if not math.isfinite(chi2):
+                    return x, JtJ, stats, chi2, nfev, 0, ST_BAD_START
+            else:
+                lam = max(lam * 0.1, 1e-12)
+                if dchi2 <= ftol * chi2 + 1e-12 or small:
+                    status = 0
+                    break
         else:
             if small:
                 # cannot move any more: at the minimum to numerical precision
@@ -138,13 +122,45 @@ def lm_fit(pars0, lo, hi, maxit, ftol, xtol, lam0, kind, pvals, fvals, nshape, n
             if lam > 1e10:
                 status = 0
                 break
+        # next trial step: solve (J^T J + lam diag) dp = -J^T r, raising lam
+        # while the damped matrix is not positive definite
+        found = False
+        while niter < maxit:
+            niter += 1
+            dmax = 0.0
+            for i in range(n):
+                dmax = max(dmax, JtJ[i, i])
+            if not (dmax > 0.0) or not math.isfinite(dmax):
+                status = ST_SINGULAR
+                break
+            floor = 1e-12 * dmax
+            for i in range(n):
+                rhs[i] = -Jtr[i]
+                for j in range(n):
+                    Ad[i, j] = JtJ[i, j]
+                Ad[i, i] += lam * max(JtJ[i, i], floor)
+            if not chol_solve(Ad, rhs, step):
+                lam *= 10.0
+                if lam > 1e12:
+                    status = ST_SINGULAR
+                    break
+                continue
+            small = True
+            for i in range(n):
+                xt[i] = min(max(x[i] + step[i], lo[i]), hi[i])
+                if abs(xt[i] - x[i]) > xtol * (abs(x[i]) + xtol):
+                    small = False
+            found = True
+            break
+        if not found:
+            break
     for i in range(n):
         if not math.isfinite(x[i]):
             status |= ST_NONFINITE
     return x, JtJ, stats, chi2, nfev, niter, status
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def invert(A):
     """(status, inverse) of a small square matrix by Gauss-Jordan elimination
     with partial pivoting; status 1 when a pivot is exactly zero (singular)."""

@@ -23,7 +23,7 @@ BA = 4
 _SQRTPI = math.sqrt(math.pi)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def log_half_erfc(z):
     """ln(0.5 erfc(z)) and its derivative, stable for large |z|."""
     if z > 20.0:
@@ -37,7 +37,7 @@ def log_half_erfc(z):
     return lp, dlp
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def erf2_lnprob(x, p):
     """ln p and d ln p / dx of the two-sided erf prior."""
     l1, d1 = log_half_erfc(-(x - p[0]) / p[1])
@@ -45,7 +45,7 @@ def erf2_lnprob(x, p):
     return l1 + l2, -d1 / p[1] + d2 / p[3]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _ba_H(s, isig2):
     """H(s) = -4 ln(1-s)/s + 1/sigma^2 and dH/ds, s = |g|^2 (series near 0)."""
     if s < 1e-4:
@@ -58,7 +58,7 @@ def _ba_H(s, isig2):
     return H, dH
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def prior_residuals(pars, kind, idx, par, JtJ, Jtr, want_jac) -> float:
     """Sum of squared prior residuals; if want_jac add J^T J and J^T r terms.
     Returns +inf when a parameter is outside the prior's support."""

@@ -12,6 +12,13 @@ pixel exceeds that fraction of the component's peak.
 Layouts: ``jac6 = [row0, col0, dvdrow, dvdcol, dudrow, dudcol]``; image values
 are counts per pixel (surface brightness times pixel area) so a rendered mixture
 sums to its flux.
+
+No kernel uses fastmath: with it LLVM may reassociate, contract or reciprocate
+differently depending on the compile context (a kernel compiled together with
+its callees, or linked to callees loaded from the cache, gets different machine
+code), so a run with a cold numba cache and one with a warm cache differed in
+the last bits. Sums that must be fast are written so that IEEE arithmetic
+vectorises: per-column partial sums ("lanes") reduced in a fixed order.
 """
 import math
 
@@ -21,15 +28,15 @@ from numba import njit
 MAX_CHI2 = 25.0
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _row_range(A, B, C, ncol):
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_range(A, iA, B, C, ncol):
     """Column range [clo, chi] with chi2 = (A c + B) c + C < MAX_CHI2 and the start
-    column c0 (nearest the minimum); clo > chi when the row is empty."""
-    cpk = -0.5 * B / A
+    column c0 (nearest the minimum); clo > chi when the row is empty. iA = 1/A."""
+    cpk = -0.5 * B * iA
     chimin = C + 0.5 * B * cpk
     if chimin > MAX_CHI2:
         return 1, 0, 0
-    half = math.sqrt((MAX_CHI2 - chimin) / A)
+    half = math.sqrt((MAX_CHI2 - chimin) * iA)
     lo = cpk - half
     hi = cpk + half
     if hi < 0.0 or lo > ncol - 1.0:
@@ -44,7 +51,7 @@ def _row_range(A, B, C, ncol):
     return clo, chi, c0
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _fill_row_exp(ebuf, A, B, C, clo, chi, c0, q):
     """ebuf[c] = exp(-0.5 chi2(c)) for c in [clo, chi] by recurrence from c0;
     q = exp(-A)."""
@@ -66,7 +73,26 @@ def _fill_row_exp(ebuf, A, B, C, clo, chi, c0, q):
         ratl *= q
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
+def _model_row(mrow, A, B, C, clo, chi, c0, q, pn) -> None:
+    """mrow[c] += pn exp(-chi2(c)/2) over [clo, chi] by the row recurrence."""
+    f = pn * math.exp(-0.5 * ((A * c0 + B) * c0 + C))
+    rat = math.exp(-0.5 * (A * (2 * c0 + 1) + B))
+    ratl = q / rat
+    mrow[c0] += f
+    fr = f
+    for c in range(c0 + 1, chi + 1):
+        fr *= rat
+        mrow[c] += fr
+        rat *= q
+    fl = f
+    for c in range(c0 - 1, clo - 1, -1):
+        fl *= ratl
+        mrow[c] += fl
+        ratl *= q
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _add_gauss(image, pn, v0, u0, ivv, ivu, iuu, jac, roff, coff):
     """image += pn * exp(-chi2/2) of one Gaussian; pixel (r, c) sampled at
     (r + roff, c + coff)."""
@@ -80,6 +106,7 @@ def _add_gauss(image, pn, v0, u0, ivv, ivu, iuu, jac, roff, coff):
     A = ivv * dvdc * dvdc + 2.0 * ivu * dvdc * dudc + iuu * dudc * dudc
     if not (A > 0.0):
         return
+    iA = 1.0 / A
     q = math.exp(-A)
     for r in range(nrow):
         # offsets at column 0 of this row
@@ -87,26 +114,12 @@ def _add_gauss(image, pn, v0, u0, ivv, ivu, iuu, jac, roff, coff):
         du = dudr * (r - row0) - dudc * col0 - u0
         B = 2.0 * (ivv * dv * dvdc + ivu * (dv * dudc + du * dvdc) + iuu * du * dudc)
         C = ivv * dv * dv + 2.0 * ivu * dv * du + iuu * du * du
-        clo, chi, c0 = _row_range(A, B, C, ncol)
-        if clo > chi:
-            continue
-        f = pn * math.exp(-0.5 * ((A * c0 + B) * c0 + C))
-        rat = math.exp(-0.5 * (A * (2 * c0 + 1) + B))
-        ratl = q / rat
-        image[r, c0] += f
-        fr = f
-        for c in range(c0 + 1, chi + 1):
-            fr *= rat
-            image[r, c] += fr
-            rat *= q
-        fl = f
-        for c in range(c0 - 1, clo - 1, -1):
-            fl *= ratl
-            image[r, c] += fl
-            ratl *= q
+        clo, chi, c0 = _row_range(A, iA, B, C, ncol)
+        if clo <= chi:
+            _model_row(image[r], A, B, C, clo, chi, c0, q, pn)
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def render_gmix(data, jac, image, nsub) -> None:
     """image[:] = mixture ``data`` (GAUSS_DTYPE records) rendered through ``jac``.
 
@@ -129,7 +142,7 @@ def render_gmix(data, jac, image, nsub) -> None:
                            g['ivu'], g['iuu'], jac, roff, coff)
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def render_gmix_exact(data, jac, image) -> None:
     """Reference renderer: math.exp at every pixel and component (tests, no cut)."""
     nrow, ncol = image.shape
@@ -148,7 +161,7 @@ def render_gmix_exact(data, jac, image) -> None:
             image[r, c] = s * area
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def chi2_stats(model, image, weight):
     """(chi2, loglike, s2n_num, s2n_den, npix) over pixels with weight > 0."""
     chi2 = 0.0
@@ -170,21 +183,7 @@ def chi2_stats(model, image, weight):
     return chi2, -0.5 * chi2, num, den, npix
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
-def fill_residuals(model, image, weight, out) -> None:
-    """out = (model - image) * sqrt(weight), flattened; zero where weight <= 0."""
-    nrow, ncol = image.shape
-    for r in range(nrow):
-        for c in range(ncol):
-            w = weight[r, c]
-            i = r * ncol + c
-            if w <= 0.0:
-                out[i] = 0.0
-            else:
-                out[i] = (model[r, c] - image[r, c]) * math.sqrt(w)
-
-
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def gaussian_moments(image, weight, jac, v0, u0, wvv, wvu, wuu):
     """Sums of I w, I w v, I w u, I w v^2, I w v u, I w u^2 (offsets from v0, u0) with
     the Gaussian weight function of covariance [[wvv, wvu], [wvu, wuu]]; only
@@ -214,7 +213,7 @@ def gaussian_moments(image, weight, jac, v0, u0, wvv, wvu, wuu):
     return s
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def moment_guess(image, weight, jac, Tpsf):
     """(v, u, T_obs, flux) from Gaussian-weighted moments with three adaptive
     iterations of the weight, the object's covariance C recovered from the
@@ -291,7 +290,7 @@ _TIDX, _FIDX = 20, 21
 _NCOLS = 22
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _shape_derivs(g1, g2):
     """e1, e2 and de/dg (distortion from reduced shear)."""
     gsq = g1 * g1 + g2 * g2
@@ -306,7 +305,7 @@ def _shape_derivs(g1, g2):
     return e1, e2, de1dg1, de1dg2, de2dg1, de2dg2
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _set_deriv(tab, k, col, Dvv, Dvu, Duu, ivv, ivu, iuu):
     tab[k, col] = 0.5 * Dvv
     tab[k, col + 1] = Dvu
@@ -314,7 +313,7 @@ def _set_deriv(tab, k, col, Dvv, Dvu, Duu, ivv, ivu, iuu):
     tab[k, col + 3] = 0.5 * (ivv * Dvv + 2.0 * ivu * Dvu + iuu * Duu)
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _build_components(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
                       pstart, pn_, tab) -> int:
     """Fill ``tab`` with the convolved components of one epoch; return the number
@@ -394,34 +393,12 @@ def _build_components(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_ta
     return k
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _model_row(mrow, A, B, C, clo, chi, c0, q, pn) -> None:
-    """mrow[c] += pn exp(-chi2(c)/2) over [clo, chi] by the row recurrence."""
-    f = pn * math.exp(-0.5 * ((A * c0 + B) * c0 + C))
-    rat = math.exp(-0.5 * (A * (2 * c0 + 1) + B))
-    ratl = q / rat
-    mrow[c0] += f
-    fr = f
-    for c in range(c0 + 1, chi + 1):
-        fr *= rat
-        mrow[c] += fr
-        rat *= q
-    fl = f
-    for c in range(c0 - 1, clo - 1, -1):
-        fl *= ratl
-        mrow[c] += fl
-        ratl *= q
-
-
-# The derivative passes below write each parameter's row of ``jr`` (layout
-# [parameter, column]) as a contiguous stream with fixed row numbers, so the
-# column loop compiles to SIMD code; the generic coellip pass has per-component
-# rows for T_i and F_i.
-
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _deriv_shared(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
-                  h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT) -> None:
-    """Rows 0..5 = d/d(v, u, g1, g2, T, F) of a shared-shape model over [clo, chi]."""
+@njit(cache=True, inline="always", error_model="numpy")
+def _deriv_rows(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
+                h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT, lt, lf) -> None:
+    """Add one component over [clo, chi] to the model row and to the derivative
+    rows 0..3 = d/d(v, u, g1, g2), lt = d/dT (or T_i) and lf = d/dF (or F_i) of
+    ``jr`` (layout [parameter, column])."""
     # views and a loop index from 0 let numba drop negative-index wraparound,
     # which is what keeps LLVM from vectorising the loop
     e = ebuf[clo:chi + 1]
@@ -430,8 +407,8 @@ def _deriv_shared(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, i
     j1 = jr[1, clo:chi + 1]
     j2 = jr[2, clo:chi + 1]
     j3 = jr[3, clo:chi + 1]
-    j4 = jr[4, clo:chi + 1]
-    j5 = jr[5, clo:chi + 1]
+    jt = jr[lt, clo:chi + 1]
+    jf = jr[lf, clo:chi + 1]
     dvs = dv0 + dvdc * clo
     dus = du0 + dudc * clo
     for i in range(chi + 1 - clo):
@@ -449,122 +426,71 @@ def _deriv_shared(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, i
         j1[i] += pe * wu
         j2[i] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
         j3[i] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
-        j4[i] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
-        j5[i] += an * ev
+        jt[i] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
+        jf[i] += an * ev
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _deriv_bdf(mrow, jr, ebuf, clo, chi, pn, an, bn, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
-               h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT) -> None:
-    """Rows 0..6 = d/d(v, u, g1, g2, T, fracdev, F) of bdf over [clo, chi]."""
-    e = ebuf[clo:chi + 1]
-    m = mrow[clo:chi + 1]
-    j0 = jr[0, clo:chi + 1]
-    j1 = jr[1, clo:chi + 1]
-    j2 = jr[2, clo:chi + 1]
-    j3 = jr[3, clo:chi + 1]
-    j4 = jr[4, clo:chi + 1]
-    j5 = jr[5, clo:chi + 1]
-    j6 = jr[6, clo:chi + 1]
-    dvs = dv0 + dvdc * clo
-    dus = du0 + dudc * clo
-    for i in range(chi + 1 - clo):
-        ev = e[i]
-        pe = pn * ev
-        dv = dvs + dvdc * i
-        du = dus + dudc * i
-        wv = ivv * dv + ivu * du
-        wu = ivu * dv + iuu * du
-        qvv = wv * wv
-        qvu = wv * wu
-        quu = wu * wu
-        m[i] += pe
-        j0[i] += pe * wv
-        j1[i] += pe * wu
-        j2[i] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
-        j3[i] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
-        j4[i] += pe * (hTv * qvv + hTvu * qvu + hTu * quu - tT)
-        j5[i] += bn * ev
-        j6[i] += an * ev
-
-
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _deriv_generic(mrow, jr, ebuf, clo, chi, pn, an, dv0, du0, dvdc, dudc, ivv, ivu, iuu,
-                   h1v, h1vu, h1u, t1, h2v, h2vu, h2u, t2, hTv, hTvu, hTu, tT, lt, lf) -> None:
-    """Rows 0..3 = d/d(v, u, g1, g2); row lt = d/dT_i, row lf = d/dF_i (coellip)."""
-    for c in range(clo, chi + 1):
-        ev = ebuf[c]
-        pe = pn * ev
-        dv = dv0 + dvdc * c
-        du = du0 + dudc * c
-        wv = ivv * dv + ivu * du
-        wu = ivu * dv + iuu * du
-        qvv = wv * wv
-        qvu = wv * wu
-        quu = wu * wu
-        mrow[c] += pe
-        jr[0, c] += pe * wv
-        jr[1, c] += pe * wu
-        jr[2, c] += pe * (h1v * qvv + h1vu * qvu + h1u * quu - t1)
-        jr[3, c] += pe * (h2v * qvv + h2vu * qvu + h2u * quu - t2)
-    for c in range(clo, chi + 1):
-        ev = ebuf[c]
-        pe = pn * ev
-        dv = dv0 + dvdc * c
-        du = du0 + dudc * c
-        wv = ivv * dv + ivu * du
-        wu = ivu * dv + iuu * du
-        jr[lt, c] += pe * (hTv * wv * wv + hTvu * wv * wu + hTu * wu * wu - tT)
-        jr[lf, c] += an * ev
-
-
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _row_normal(jr, na, mrow, img, sqw, base, ncol, rbuf, Jl, Jrl, stats, want_jac) -> None:
-    """Add one image row to the chi2 statistics and (want_jac) to the local
-    normal equations; pixels with sqrt(weight) <= 0 are skipped."""
-    chi2 = 0.0
-    num = 0.0
-    den = 0.0
-    npix = 0
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_stats(mrow, img, sqw, base, ncol, rbuf, lst) -> None:
+    """Add one image row to the per-column sums ``lst`` = (chi2, s2n_num, s2n_den,
+    npix) over pixels with sqrt(weight) > 0; rbuf = residuals (model - data)
+    sqrt(w) and mrow = sqrt(w) (0 on skipped pixels). Branch-free, so it
+    vectorises; per-column sums need no reassociation."""
     for c in range(ncol):
         s = sqw[base + c]
-        if s > 0.0:
-            m = mrow[c]
-            d = img[base + c]
-            res = (m - d) * s
-            chi2 += res * res
-            w = s * s
-            num += m * d * w
-            den += m * m * w
-            npix += 1
-        else:
-            s = 0.0
-            res = 0.0
+        ok = s > 0.0
+        m = mrow[c]
+        d = img[base + c]
+        res = (m - d) * s if ok else 0.0
+        w = s * s if ok else 0.0
+        md = m * d if ok else 0.0
+        mm = m * m if ok else 0.0
+        lst[0, c] += res * res
+        lst[1, c] += md * w
+        lst[2, c] += mm * w
+        lst[3, c] += 1.0 if ok else 0.0
         rbuf[c] = res
-        mrow[c] = s   # reused below as the per-column sqrt(weight)
-    stats[0] += chi2
-    stats[1] += num
-    stats[2] += den
-    stats[3] += npix
-    if not want_jac or npix == 0:
-        return
+        mrow[c] = s if ok else 0.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_jac_lanes(jr, na, sqw_row, rbuf, lo, hi, ljj, ljr) -> None:
+    """Add one row's J^T J (upper triangle, pair p = (a, b >= a) in row order) and
+    J^T r to the per-column sums ``ljj``, ``ljr`` over the columns [lo, hi] where
+    the model has derivatives (elsewhere J is 0); jr is scaled by sqrt(w) here."""
+    n = hi + 1 - lo
+    s = sqw_row[lo:hi + 1]
+    r = rbuf[lo:hi + 1]
     for a in range(na):
-        for c in range(ncol):
-            jr[a, c] *= mrow[c]
-    # J^T J and J^T r as dot products over the row (vectorised reductions)
+        ja = jr[a, lo:hi + 1]
+        for i in range(n):
+            ja[i] *= s[i]
+    p = 0
     for a in range(na):
-        acc = 0.0
-        for c in range(ncol):
-            acc += jr[a, c] * rbuf[c]
-        Jrl[a] += acc
+        ja = jr[a, lo:hi + 1]
+        la = ljr[a, lo:hi + 1]
+        for i in range(n):
+            la[i] += ja[i] * r[i]
         for b in range(a, na):
-            acc = 0.0
-            for c in range(ncol):
-                acc += jr[a, c] * jr[b, c]
-            Jl[a, b] += acc
+            jb = jr[b, lo:hi + 1]
+            lp = ljj[p, lo:hi + 1]
+            for i in range(n):
+                lp[i] += ja[i] * jb[i]
+            p += 1
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
+def _reduce_lanes(lanes, nsum, lo, hi, out) -> None:
+    """out[k] = sum of lanes[k, lo..hi] for k < nsum, in column order (the
+    k-inner loop keeps the sums independent, so no reassociation is needed)."""
+    for k in range(nsum):
+        out[k] = 0.0
+    for c in range(lo, hi + 1):
+        for k in range(nsum):
+            out[k] += lanes[k, c]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def scatter_normal(Jl, Jrl, idx, JtJ, Jtr) -> None:
     """Add local normal equations (upper triangle of ``Jl``, and ``Jrl``) into the
     global ones; local parameter a is global ``idx[a]`` (two local parameters may
@@ -580,7 +506,7 @@ def scatter_normal(Jl, Jrl, idx, JtJ, Jtr) -> None:
                 JtJ[gb, ga] += Jl[a, b]
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _row_a(tab, k, jac) -> float:
     """A of component k's chi2 = A c^2 + B c + C along any image row."""
     dvdc = jac[3]
@@ -589,7 +515,7 @@ def _row_a(tab, k, jac) -> float:
             + tab[k, _IUU] * dudc * dudc)
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _row_quadratic(tab, k, r, jac):
     """Component k along image row r: the (v, u) offsets of column 0 from its
     centre and B, C of its chi2 = A c^2 + B c + C in the column c."""
@@ -605,36 +531,35 @@ def _row_quadratic(tab, k, r, jac):
     return dv0, du0, B, C
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _component_row(kind, tab, k, mrow, jr, ebuf, clo, chi, dv0, du0, jac) -> None:
     """Add component k's model (``mrow``) and derivative rows (``jr``, layout
-    [parameter, column]) over columns [clo, chi]; ``ebuf`` holds its exponentials."""
-    pn = tab[k, _PN]
-    if kind == KIND_SHARED:
-        _deriv_shared(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], dv0, du0,
-                      jac[3], jac[5], tab[k, _IVV], tab[k, _IVU], tab[k, _IUU],
-                      tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
-                      tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
-                      tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
-                      tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3])
+    [parameter, column]) over columns [clo, chi]; ``ebuf`` holds its exponentials.
+    Local rows: shared (v, u, g1, g2, T, F), bdf (v, u, g1, g2, T, fracdev, F),
+    coellip the global parameters (T_i and F_i rows per component)."""
+    if kind == KIND_COELLIP:
+        lt = int(tab[k, _TIDX])
+        lf = int(tab[k, _FIDX])
     elif kind == KIND_BDF:
-        _deriv_bdf(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], tab[k, _B],
-                   dv0, du0, jac[3], jac[5], tab[k, _IVV], tab[k, _IVU], tab[k, _IUU],
-                   tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
-                   tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
-                   tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
-                   tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3])
+        lt = 4
+        lf = 6
     else:
-        _deriv_generic(mrow, jr, ebuf, clo, chi, pn, tab[k, _A], dv0, du0,
-                       jac[3], jac[5], tab[k, _IVV], tab[k, _IVU], tab[k, _IUU],
-                       tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2],
-                       tab[k, _G1 + 3], tab[k, _G2], tab[k, _G2 + 1],
-                       tab[k, _G2 + 2], tab[k, _G2 + 3], tab[k, _TT],
-                       tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3],
-                       int(tab[k, _TIDX]), int(tab[k, _FIDX]))
+        lt = 4
+        lf = 5
+    _deriv_rows(mrow, jr, ebuf, clo, chi, tab[k, _PN], tab[k, _A], dv0, du0,
+                jac[3], jac[5], tab[k, _IVV], tab[k, _IVU], tab[k, _IUU],
+                tab[k, _G1], tab[k, _G1 + 1], tab[k, _G1 + 2], tab[k, _G1 + 3],
+                tab[k, _G2], tab[k, _G2 + 1], tab[k, _G2 + 2], tab[k, _G2 + 3],
+                tab[k, _TT], tab[k, _TT + 1], tab[k, _TT + 2], tab[k, _TT + 3], lt, lf)
+    if kind == KIND_BDF:
+        bn = tab[k, _B]
+        e = ebuf[clo:chi + 1]
+        jd = jr[5, clo:chi + 1]
+        for i in range(chi + 1 - clo):
+            jd[i] += bn * e[i]
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
              psf_tab, JtJ, Jtr, stats, want_jac) -> int:
     """chi2 = sum w (model - data)^2 over all epochs and, if ``want_jac``, the
@@ -647,13 +572,13 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
     parameters are outside the model's domain.
 
     Per image row the model and its derivative rows are built component by
-    component (row recurrences, columns within chi2 < MAX_CHI2 only), then
-    reduced to the epoch's local normal equations (shape parameters and the
-    epoch's band flux), which are scattered into the global ones per epoch.
+    component (row recurrences, columns within chi2 < MAX_CHI2 only) and added
+    to per-column sums of the chi2 statistics and of the epoch's local normal
+    equations (shape parameters and the epoch's band flux); those are reduced
+    per epoch and scattered into the global ones.
     """
     npar = pars.size
     nep = ep_info.shape[0]
-    stats[:] = 0.0
     if want_jac:
         JtJ[:, :] = 0.0
         Jtr[:] = 0.0
@@ -662,6 +587,7 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
         na = npar
     else:
         na = nshape + 1
+    npair = na * (na + 1) // 2
     act = np.empty(na, dtype=np.int64)
     maxcomp = 0
     maxcol = 0
@@ -673,10 +599,15 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
     mrow = np.empty(maxcol)
     ebuf = np.empty(maxcol)
     rbuf = np.empty(maxcol)
-    jr = np.empty((na, maxcol))
+    jr = np.zeros((na, maxcol))
     Ak = np.empty(ngal * maxcomp)
+    iAk = np.empty(ngal * maxcomp)
     qk = np.empty(ngal * maxcomp)
-    Jl = np.empty((na, na))
+    lst = np.zeros((4, maxcol))
+    ljj = np.empty((npair, maxcol))
+    ljr = np.empty((na, maxcol))
+    Jl = np.zeros((na, na))
+    pairs = np.empty(npair)
     Jrl = np.empty(na)
     for e in range(nep):
         off = ep_info[e, 0]
@@ -696,30 +627,47 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
                 act[a] = a
             act[nshape] = nshape + band
         if want_jac:
-            Jl[:, :] = 0.0
-            Jrl[:] = 0.0
+            ljj[:, :ncol] = 0.0
+            ljr[:, :ncol] = 0.0
         # chi2 along a row is A c^2 + B c + C; A and the recurrence factor
         # exp(-A) are constant per component
         for k in range(ncomp):
             Ak[k] = _row_a(tab, k, jac)
+            iAk[k] = 1.0 / Ak[k]
             qk[k] = math.exp(-Ak[k])
+        elo = ncol
+        ehi = -1
         for r in range(nrow):
             mrow[:ncol] = 0.0
-            if want_jac:
-                jr[:, :ncol] = 0.0
+            lo = ncol
+            hi = -1
             for k in range(ncomp):
                 A = Ak[k]
                 dv0, du0, B, C = _row_quadratic(tab, k, r, jac)
-                clo, chi, c0 = _row_range(A, B, C, ncol)
+                clo, chi, c0 = _row_range(A, iAk[k], B, C, ncol)
                 if clo > chi:
                     continue
                 if not want_jac:
                     _model_row(mrow, A, B, C, clo, chi, c0, qk[k], tab[k, _PN])
                     continue
+                lo = min(lo, clo)
+                hi = max(hi, chi)
                 _fill_row_exp(ebuf, A, B, C, clo, chi, c0, qk[k])
                 _component_row(kind, tab, k, mrow, jr, ebuf, clo, chi, dv0, du0, jac)
-            _row_normal(jr, na, mrow, img, sqw, off + r * ncol, ncol, rbuf, Jl, Jrl, stats,
-                        want_jac)
-        if want_jac:
+            _row_stats(mrow, img, sqw, off + r * ncol, ncol, rbuf, lst)
+            if lo <= hi:
+                _row_jac_lanes(jr, na, mrow, rbuf, lo, hi, ljj, ljr)
+                jr[:, lo:hi + 1] = 0.0
+                elo = min(elo, lo)
+                ehi = max(ehi, hi)
+        if want_jac and elo <= ehi:
+            _reduce_lanes(ljj, npair, elo, ehi, pairs)
+            _reduce_lanes(ljr, na, elo, ehi, Jrl)
+            p = 0
+            for a in range(na):
+                for b in range(a, na):
+                    Jl[a, b] = pairs[p]
+                    p += 1
             scatter_normal(Jl, Jrl, act, JtJ, Jtr)
+    _reduce_lanes(lst, 4, 0, maxcol - 1, stats)
     return 0

@@ -17,7 +17,7 @@ from ..gmix.render_nb import (_NCOLS, _build_components, _component_row, _fill_r
 import numpy as np
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def model_and_jac(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
                   nrow, ncol, model, J) -> int:
     """model[npix] = member model on the stamp; J[npix, nshape+1] its derivatives
@@ -38,8 +38,12 @@ def model_and_jac(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
     jr = np.empty((na, ncol))
     ebuf = np.empty(ncol)
     Ak = np.empty(ncomp)
+    iAk = np.empty(ncomp)
+    qk = np.empty(ncomp)
     for k in range(ncomp):
         Ak[k] = _row_a(tab, k, jac)
+        iAk[k] = 1.0 / Ak[k]
+        qk[k] = math.exp(-Ak[k])
     touched = 0
     for r in range(nrow):
         mrow[:] = 0.0
@@ -49,10 +53,10 @@ def model_and_jac(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
             if not (A > 0.0):
                 continue
             dv0, du0, B, C = _row_quadratic(tab, k, r, jac)
-            clo, chi, c0 = _row_range(A, B, C, ncol)
+            clo, chi, c0 = _row_range(A, iAk[k], B, C, ncol)
             if clo > chi:
                 continue
-            _fill_row_exp(ebuf, A, B, C, clo, chi, c0, math.exp(-A))
+            _fill_row_exp(ebuf, A, B, C, clo, chi, c0, qk[k])
             # shared-shape and bdf rows: (v, u, g1, g2, T[, fracdev], this band's flux)
             _component_row(kind, tab, k, mrow, jr, ebuf, clo, chi, dv0, du0, jac)
             touched += chi - clo + 1
@@ -64,7 +68,7 @@ def model_and_jac(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_tab,
     return touched
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def stamp_normal(x, npar, kind, pvals, fvals, nshape, ndisk, band, jac, img, sqw, nrow, ncol,
                  dk, dv, du, psf_all, pstart, pcount, JtJ, Jtr, want_jac) -> float:
     """chi2 of one stamp under the sum of the drawn members; adds the stamp's
