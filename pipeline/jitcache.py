@@ -40,7 +40,8 @@ class WarmReport:
     kernels: tuple        # their names, module.function
 
 
-def warm_cache(cache_dir: Path, fit_config: Mapping[str, Any]) -> WarmReport:
+def warm_cache(cache_dir: Path, fit_config: Mapping[str, Any],
+               env: Mapping[str, str] | None = None) -> WarmReport:
     """Fill ``cache_dir`` with every numba specialisation a chunk of ``fit_config``
     (a fit config mapping, as in configs/fit-*.yaml) needs; returns what was compiled.
 
@@ -48,7 +49,7 @@ def warm_cache(cache_dir: Path, fit_config: Mapping[str, Any]) -> WarmReport:
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
     root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    env = dict(os.environ, **(env or {}), NUMBA_CACHE_DIR=str(cache_dir))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="warm-") as work:
         conf = os.path.join(work, "fit.yaml")

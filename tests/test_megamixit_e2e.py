@@ -90,7 +90,9 @@ def _assert_same(a, b, skip=()):
 
 
 def test_local_end_to_end(sims, monkeypatch, capsys):
-    python_path_env(monkeypatch)       # jobs run "python3 -m pipeline.cli.ngmixit"
+    # jobs find the software by themselves (the interpreter that ran setup), and load
+    # the kernels setup compiled into the run's numba cache
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     root = sims
     conf = _run_config(root, "runA")
     assert mmx("setup", conf, root / "tiles.txt") == 0
@@ -109,6 +111,10 @@ def test_local_end_to_end(sims, monkeypatch, capsys):
     assert mmx("collate", *args) == 0
     assert mmx("link", *args) == 0
     assert mmx("verify", *args) == 0
+    assert (moved / "numba-cache").is_dir()
+    for log in moved.glob("*/chunks/*/job.log"):
+        text = log.read_text()
+        assert "fitting groups" in text and "compiling numba kernels" not in text, log
 
     for tile in TILES:
         meds = [root / "sim" / f"{tile}-{b}-meds.fits" for b in "gr"]
@@ -138,7 +144,8 @@ def test_other_chunking_and_workers_same_catalogue(sims, monkeypatch):
     python_path_env(monkeypatch)
     root = sims
     conf = _run_config(root, "runB", chunksize=20, max_group_size_per_chunk=3, workers=1,
-                       nbrs_config=str(REPO / "configs" / "nbrs.yaml"))
+                       nbrs_config=str(REPO / "configs" / "nbrs.yaml"),
+                       warm_numba_cache=False)
     args = (conf, root / "tiles.txt", "--tile", "TB")
     assert mmx("setup", *args) == 0
     assert mmx("run", *args) == 0

@@ -94,7 +94,7 @@ def write_run_config(root: Path, folder: Path, name: str, **kw) -> Path:
     """A run config in ``folder`` using the tile under ``root``."""
     conf = {"run": name, "fit_config": str(root / "fit.yaml"), "bands": ["g", "r"],
             "input_dir": str(root / "sim"), "output_dir": "out", "chunksize": CHUNKSIZE,
-            "seed": SEED}
+            "seed": SEED, "warm_numba_cache": False}   # warming: test_megamixit_e2e
     conf.update(kw)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"

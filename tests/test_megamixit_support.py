@@ -182,7 +182,7 @@ def make_inputs(root: Path, tiles: dict[str, int], bands=("g", "r"), chunksize=1
     (cfgdir / "fit.yaml").write_text("models: [exp]\n")
     conf = {"run": "run1", "fit_config": "fit.yaml", "bands": list(bands),
             "input_dir": "../inputs", "output_dir": "../out", "chunksize": chunksize,
-            "seed": 42}
+            "seed": 42, "warm_numba_cache": False}    # the stand-in fitter needs no kernels
     conf.update(extra or {})
     (cfgdir / "run.yaml").write_text(yaml.safe_dump(conf))
     (cfgdir / "tiles.txt").write_text("# tiles\n\n" + "".join(f"{t}\n" for t in tiles))

@@ -25,7 +25,7 @@ def chunk_jobs(rec: TileRecord, layout: RunLayout, conf: RunConfig,
     if ranges is None:
         ranges = [(int(a), int(b)) for a, b in rec.ranges]
     extra_cmds = list(rec.extra.get("extra_cmds", []))
-    env = job_env(rec.extra.get("software", {}))
+    env = job_env(rec.extra.get("software", {}), rec.extra.get("numba_cache", False))
     jobs = []
     for first, last in ranges:
         jobs.append(ChunkJob(

@@ -92,6 +92,13 @@ RUN_SCHEMA: dict[str, Key] = {
                         choices=CLUSTERS),
     "max_flagged_frac": Key(float, 0.1, "verify fails a tile whose fraction of objects "
                             "with flags != 0 exceeds this", check=FRACTION, nullable=False),
+    "warm_numba_cache": Key(bool, True, "setup compiles the fit's numba kernels into "
+                            "<run>/numba-cache, which every job then loads (no compile in "
+                            "jobs); false: jobs use numba's default cache", nullable=False),
+    "numba_cpu_name": Key(str, None, "compile the kernels for this CPU model (NUMBA_CPU_NAME, "
+                          "e.g. x86-64-v3, or generic) so one cache serves a cluster of "
+                          "mixed CPUs; default: the CPU of the machine that compiles",
+                          check=plain_name),
     "meds_version": Key(str, None, "MEDS files from ngmixer's $DESDATA layout "
                                    "(instead of meds_pattern)", check=plain_name),
     "nbrs_version": Key(str, None, "with meds_version: nbrs and FoF files from $DESDATA "
@@ -133,6 +140,8 @@ class RunConfig:
     scheduler_address: str | None
     dask_cluster: str | None
     max_flagged_frac: float = 0.1
+    warm_numba_cache: bool = True
+    numba_cpu_name: str | None = None
     meds_version: str | None = None
     nbrs_version: str | None = None
     mof_version: str | None = None

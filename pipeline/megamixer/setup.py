@@ -29,7 +29,7 @@ from .layout import (FIT_CONFIG_COPY, NBRS_CONFIG_COPY, RUN_CONFIG_COPY, TILES_C
                      RunLayout, portable_path)
 from .runconfig import RUN_SCHEMA, RunConfig
 from .safety import chunk_file_names, litter, remove_files, remove_folder_if_empty
-from .software import software_env
+from .software import software_env, warm_run_cache
 from .tilerecord import TileRecord
 from .tiles import Tile
 
@@ -198,7 +198,9 @@ def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, catalog: Catalog,
         setup_id=uuid.uuid4().hex, catalog=catalog.digest(),
         config=file_digest(layout.copy(FIT_CONFIG_COPY)), inputs="",
         fof_file=fof_file, nbrs_file=nbrs_file,
-        extra={"extra_cmds": list(conf.extra_cmds), "software": software_env()},
+        extra={"extra_cmds": list(conf.extra_cmds),
+               "software": software_env(conf.numba_cpu_name),
+               "numba_cache": bool(conf.warm_numba_cache)},
         **{k: portable_path(inputs[k], layout.run_dir) if inputs.get(k) is not None else None
            for k in ("obj_flags_file", "mof_file")})
     rec.inputs = rec.inputs_digest(layout.run_dir)
@@ -247,5 +249,7 @@ def setup_run(conf: RunConfig, tiles: list[Tile], clobber: bool = False) -> list
         _write_text(run_copy, portable_run_config(conf, layout))
     recs = [setup_tile(conf, layout, tile, cat, system, olds.get(tile.name), inp)
             for tile, cat, inp in zip(tiles, catalogs, inputs)]
+    if conf.warm_numba_cache:
+        warm_run_cache(layout.run_dir, layout.copy(FIT_CONFIG_COPY), conf.numba_cpu_name)
     _merge_tiles_copy(layout.copy(TILES_COPY), [t.name for t in tiles])
     return recs

@@ -12,6 +12,7 @@ run folder (``numba-cache/``), shared by all jobs of the run.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from .layout import CHUNK_TO_RUN
 from .tilerecord import PYTHON_VAR
 
 NUMBA_CACHE = "numba-cache"
+logger = logging.getLogger(__name__)
 
 
 def package_parent() -> str:
@@ -43,19 +45,43 @@ def needs_pythonpath(python: str, parent: str) -> bool:
     return proc.returncode != 0 or proc.stdout.strip() != parent
 
 
-def software_env() -> dict[str, str]:
-    """The ``software`` record setup stores: interpreter and (if needed) PYTHONPATH."""
+def numba_target(cpu_name: str | None) -> dict[str, str]:
+    """Variables making numba compile for ``cpu_name`` (none: the host's CPU)."""
+    return {} if not cpu_name else {"NUMBA_CPU_NAME": cpu_name, "NUMBA_CPU_FEATURES": ""}
+
+
+def software_env(cpu_name: str | None = None) -> dict[str, str]:
+    """The ``software`` record setup stores: interpreter, PYTHONPATH if needed, and the
+    numba CPU target if one is chosen."""
     python = sys.executable
     parent = package_parent()
     out = {PYTHON_VAR: python}
     if needs_pythonpath(python, parent):
         out["PYTHONPATH"] = parent
+    out.update(numba_target(cpu_name))
     return out
 
 
-def job_env(software: dict[str, str]) -> dict[str, str]:
-    """Environment of a chunk job: software plus the run's numba cache (relative paths are
-    relative to the chunk dir, the job's working directory)."""
+def job_env(software: dict[str, str], numba_cache: bool) -> dict[str, str]:
+    """Environment of a chunk job: software plus, when setup warmed it, the run's numba
+    cache (relative paths are relative to the chunk dir, the job's working directory)."""
     env = dict(software)
-    env["NUMBA_CACHE_DIR"] = os.path.join(CHUNK_TO_RUN, NUMBA_CACHE)
+    if numba_cache:
+        env["NUMBA_CACHE_DIR"] = os.path.join(CHUNK_TO_RUN, NUMBA_CACHE)
     return env
+
+
+def warm_run_cache(run_dir: Path, fit_config: Path, cpu_name: str | None) -> None:
+    """Compile the kernels a chunk of ``fit_config`` needs into ``<run>/numba-cache``."""
+    from ..config import load_yaml
+    from ..jitcache import warm_cache
+
+    folder = Path(run_dir) / NUMBA_CACHE
+    logger.info("compiling the fit's numba kernels into %s (once per run; jobs load them)",
+                folder)
+    report = warm_cache(folder, load_yaml(fit_config), env=numba_target(cpu_name))
+    if report.compiled:
+        logger.info("numba cache %s: %d kernel(s) compiled in %.0f s", folder,
+                    report.compiled, report.seconds)
+    else:
+        logger.info("numba cache %s: already warm", folder)
