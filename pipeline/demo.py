@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_conf, tiles = _write_run_files(args, outdir, tile)
     common = [run_conf, tiles, "--log-level", args.log_level]
     for command in (["setup", "--clobber"], ["run", "--wait"], ["status"], ["collate"],
-                    ["link"]):
+                    ["link"], ["verify"]):
         logger.info("megamixit %s", " ".join(command))
         code = megamixit.main([command[0]] + common + command[1:])
         if code:

@@ -315,6 +315,15 @@ def test_run_local_failed_chunk_rerun_and_collate(tmp_path, capsys):
     for t in TILES:
         got = fitsio.read(str(layout.collated(t)), ext="model_fits")
         assert np.array_equal(got["id"], inp["ids"][t])
+        chunks = fitsio.read(str(layout.collated(t)), ext="chunks")
+        assert np.all(chunks["wall_seconds"] >= 0) and np.all(chunks["fit_seconds"] >= 0)
+    capsys.readouterr()
+    assert mmx("verify", inp["run_config"], inp["tiles"]) == 0
+    out = capsys.readouterr().out
+    for t in TILES:       # the per-tile QA figure
+        qa = layout.qa_figure(t)
+        assert f"QA figure: {qa}" in out
+        assert qa.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and qa.stat().st_size > 20000
     assert mmx("run", inp["run_config"], inp["tiles"]) == 0
     assert "nothing to submit (0 chunk(s) done, 0 active, 2 tile(s) collated)" in \
         capsys.readouterr().out

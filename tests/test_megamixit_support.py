@@ -55,7 +55,8 @@ def write_fof_file(path: Path, fofid: np.ndarray) -> Path:
 
 def model_rows(ids: np.ndarray, nband: int) -> np.ndarray:
     """model_fits rows whose values are a pure function of the id (like real fits)."""
-    dt = [("id", "i8"), ("number", "i4"), ("fofid", "i8"), ("flags", "i4"),
+    dt = [("id", "i8"), ("number", "i4"), ("ra", "f8"), ("dec", "f8"), ("fofid", "i8"),
+          ("flags", "i4"),
           ("time_last_fit", "f8"), ("psf_flux", "f8", nband), ("psf_flux_err", "f8", nband),
           ("exp_flux", "f8", nband), ("exp_flux_err", "f8", nband), ("exp_T", "f8"),
           ("exp_T_err", "f8"), ("exp_s2n_w", "f8")]
@@ -63,6 +64,8 @@ def model_rows(ids: np.ndarray, nband: int) -> np.ndarray:
     ids = np.asarray(ids, dtype=np.int64)
     out["id"] = ids
     out["number"] = ids % 100000
+    out["ra"] = 10.0 + (ids % 1000) * 1e-4               # as in write_fake_meds
+    out["dec"] = -5.0 + (ids // 1000) * 1e-3
     out["flags"] = np.where(ids % 19 == 0, 2, 0)
     out["time_last_fit"] = 1.7e9 + np.random.default_rng().uniform(0, 100, len(ids))
     base = (ids % 97 + 1).astype(float)[:, None] * np.arange(1, nband + 1)

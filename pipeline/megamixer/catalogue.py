@@ -4,8 +4,9 @@ HDUs: empty primary with the provenance (:class:`pipeline.provenance.Provenance`
 of the whole tile, tags ``run``, ``tile``, ``setup``) and ``MMXCOMPL`` (T when
 every chunk of the set-up is in), ``model_fits``, ``epoch_data``,
 ``meta_data``, and ``chunks``: one row per chunk of the tile record with its
-range, rows, ``status`` (``collated`` or ``missing``) and the fingerprint of
-the chunk file that went in. Every HDU carries a FITS checksum.
+range, rows, ``status`` (``collated`` or ``missing``), the fingerprint of
+the chunk file that went in, the seconds spent fitting (sum of ``time_last_fit``)
+and the job's wall time (from its log; -1 when unknown). Every HDU carries a FITS checksum.
 
 :func:`check_catalogue` reads and checks all of it; archive and clean delete a
 chunk only when this check passes and the chunk file is the one the
@@ -30,7 +31,8 @@ CHUNKS_EXT = "chunks"
 COMPLETE_KEY = "MMXCOMPL"
 COLLATED, MISSING = "collated", "missing"
 CHUNK_DTYPE = [("name", "U40"), ("first", "i8"), ("last", "i8"), ("nobj", "i8"),
-               ("nepoch", "i8"), ("status", "U8"), ("fingerprint", "U64")]
+               ("nepoch", "i8"), ("status", "U8"), ("fingerprint", "U64"),
+               ("fit_seconds", "f8"), ("wall_seconds", "f8")]
 HDUS = ("model_fits", "epoch_data", "meta_data", CHUNKS_EXT)
 
 

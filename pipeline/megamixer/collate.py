@@ -25,9 +25,10 @@ import numpy as np
 
 from ..errors import InputFileError, PipelineError
 from ..fitsfile import open_fits
-from .layout import RunLayout
+from .layout import JOB_LOG, RunLayout
 from .catalogue import CHUNK_DTYPE, COLLATED, MISSING, write_catalogue
 from .chunkcheck import check_output
+from .qa import job_wall_seconds
 from .medsinfo import meds_ids, meds_magzp_ref
 from .tilerecord import TileRecord
 
@@ -125,11 +126,16 @@ def chunks_table(rec: TileRecord, layout: RunLayout, good: list[ChunkTables]) ->
         c = by_range.get((first, last))
         row["name"] = layout.chunk_name(first, last)
         row["first"], row["last"] = first, last
+        row["fit_seconds"] = row["wall_seconds"] = -1.0
         if c is None:
             row["nobj"], row["status"] = nobj, MISSING
         else:
             row["nobj"], row["nepoch"] = len(c.model), len(c.epoch)
             row["status"], row["fingerprint"] = COLLATED, c.fingerprint
+            if "time_last_fit" in c.model.dtype.names:
+                row["fit_seconds"] = float(np.sum(c.model["time_last_fit"]))
+            row["wall_seconds"] = job_wall_seconds(
+                layout.chunk_dir(rec.tile, first, last) / JOB_LOG)
     return table
 
 

@@ -18,6 +18,7 @@ from .jobs import chunk_jobs, get_run_system, update_extra_cmds
 from .layout import RunLayout
 from .link import link_tiles
 from .lock import run_lock
+from .qa import write_qa
 from .run import plan_run
 from .runconfig import RunConfig
 from .setup import setup_run
@@ -162,6 +163,16 @@ def cmd_verify(conf: RunConfig, tiles: list[Tile], args: Namespace) -> int:
     limit = DEFAULT_MAX_FLAGGED_FRAC if limit is None else limit
     results = [verify_tile(layout, rec, limit) for rec in _records(layout, tiles)]
     print(format_results(results))
+    for res in results:
+        if res.nobj:   # a readable catalogue: draw it, whatever verify found
+            try:
+                fig = write_qa(layout.collated(res.tile), layout.qa_figure(res.tile),
+                               f"tile {res.tile}, run {conf.run}: "
+                               f"{'ok' if res.ok else 'FAILED verify'}")
+            except (PipelineError, OSError, ValueError) as err:
+                logger.warning("tile %s: no QA figure: %s", res.tile, err)
+                continue
+            print(f"QA figure: {fig}")
     return 0 if all(r.ok for r in results) else 1
 
 

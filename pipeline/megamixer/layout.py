@@ -66,6 +66,9 @@ class RunLayout:
     def fof_file(self, tile: str) -> Path:
         return self.tile_dir(tile) / f"{tile}-{self.run}-fofs.fits"
 
+    def qa_figure(self, tile: str) -> Path:
+        return self.tile_dir(tile) / f"{tile}-{self.run}-qa.png"
+
     def archive(self, tile: str) -> Path:
         return self.chunks_dir(tile) / f"{tile}-{self.run}-chunks.tar.gz"
 
