@@ -6,6 +6,8 @@ model convolved with each epoch's round PSF, through the weight maps only
 (``sqrt(sum w m^2)`` over every epoch of every band); ``psf_T_r`` is the
 weight-sum weighted mean T of the round PSFs.  Round quantities do not depend
 on the object's orientation, which makes them the ones to select on for shear.
+A fit with T < 0 (a star's can be: the PSF holds it) has its T_r; its round
+S/N is measured when the round model convolved with the PSF is a valid mixture.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def round_measures(pars, mbobs, model: str, fracdev: float | None = None,
     nband = len(mbobs)
     g1, g2, T = pars[2], pars[3], pars[4]
     gsq = g1 * g1 + g2 * g2
-    if not (np.all(np.isfinite(pars)) and gsq < 1.0 and T > 0):
+    if not (np.all(np.isfinite(pars)) and gsq < 1.0):
         out["flags"] = F.BAD_MODEL
         return out
     T_r = T * (1.0 - gsq) / (1.0 + gsq)
