@@ -531,3 +531,26 @@ def test_resumed_mof_run_keeps_nbrs_data(tile, outputs):
                 assert np.allclose(got[name], want[name], rtol=1e-10, atol=0), (ext, name)
             else:
                 assert np.array_equal(got[name], want[name]), (ext, name)
+
+
+def test_every_flag_bit_is_documented():
+    """Bits are unique within their family, every named bit is described, and the
+    page docs/columns-and-flags.rst lists each with its value."""
+    import re
+    families = F.FLAG_DOCS
+    for fam, rows in families.items():
+        values = [v for _, v, _, _ in rows]
+        assert len(set(values)) == len(values), fam
+        for name, value, meaning, where in rows:
+            assert getattr(F, name) == value and meaning and where, name
+            assert value & (value - 1) == 0, name                 # a single bit
+    assert {n for n, *_ in families["model"]} == set(F.ENGINE_FLAG_NAMES.values())
+    documented = {n for rows in families.values() for n, *_ in rows}
+    bits = {n for n, v in vars(F).items() if n.isupper() and isinstance(v, int)
+            and n not in ("FIT_BITS",) and v > 0}
+    assert bits <= documented, bits - documented
+    assert F.FIT_BITS == sum(v for n, v, *_ in families["model"] if n != "MOF_UNCONVERGED")
+    page = (REPO / "docs" / "columns-and-flags.rst").read_text()
+    for rows in families.values():
+        for name, value, _, _ in rows:
+            assert re.search(rf"\* - {value}\n\s+- ``{name}``", page), name
