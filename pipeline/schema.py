@@ -17,7 +17,7 @@ from .columns import Column, dtype_of
 from .fitconfig import load_fit_config
 from .fitters.base import get_fitter
 from .imageio.base import EPOCH_COLUMNS
-from .megamixer.derived import derived_column_list
+from .megamixer.derived import BAND_COLUMN, derived_column_list
 from .output import EPOCH_DATA, META_DATA, MODEL_FITS, base_columns, meta_columns
 
 
@@ -37,7 +37,8 @@ def collated_columns(conf: dict, nband: int) -> dict[str, list[Column]]:
     tables = fit_output_columns(conf, nband)
     model = tables[MODEL_FITS]
     model = model + derived_column_list(dtype_of(model), nband)
-    return {MODEL_FITS: model, EPOCH_DATA: tables[EPOCH_DATA], META_DATA: tables[META_DATA]}
+    return {MODEL_FITS: model, EPOCH_DATA: tables[EPOCH_DATA] + [BAND_COLUMN],
+            META_DATA: tables[META_DATA]}
 
 
 def columns_for_config(path: str | os.PathLike, nband: int, collated: bool = False

@@ -99,6 +99,10 @@ def nbrs_data(psf_model: str) -> list[Entry]:
 META_DATA: list[Entry] = [("ngmixer_config", "S", ()), ("meds_file", "S", ())]
 
 
+#: what the DES collation adds to epoch_data: the band's name
+DES_EPOCH: list[Entry] = [("band", "S", ())]
+
+
 def des_collated(models: list[str], nband: int, metacal: bool = False) -> list[Entry]:
     """Columns the DES collation adds to model_fits (per band: scalars for one band)."""
     nb = _band(nband) if nband > 1 else ()

@@ -478,7 +478,9 @@ def test_collated_catalogue_has_ngmixer_and_des_columns(collated):
     model, meta = read(collated, "model_fits"), read(collated, "meta_data")
     assert_has(model, ref.model_fits(MODELS, len(BANDS), mof=True), "collated model_fits")
     assert_has(model, ref.des_collated(MODELS, len(BANDS)), "collated DES columns")
-    assert_has(read(collated, "epoch_data"), ref.epoch_data("coellip2"), "collated epochs")
+    epochs = read(collated, "epoch_data")
+    assert_has(epochs, ref.epoch_data("coellip2") + ref.DES_EPOCH, "collated epochs")
+    assert [str(b) for b in epochs["band"]] == [BANDS[i] for i in epochs["band_num"]]
     assert_has(meta, ref.META_DATA, "collated meta_data")
     assert meta.size == len(BANDS)
     zp = np.asarray(meta["magzp_ref"], dtype="f8")

@@ -205,8 +205,6 @@ class MOFFitter(MaxLikeFitter):
         """Keep the ImageIO (neighbour centres) and read --mof-file / --nbrs-file."""
         self.io = run.io
         opts = run.opts
-        cat = self.io.object_table()
-        self._id_of_number = {int(n): int(i) for n, i in zip(cat["number"], cat["id"])}
         if opts.mof_file:
             self.mof_pars = read_mof_pars(opts.mof_file, self.mof_model)
             if opts.nbrs_file and not opts.fof_file:
@@ -488,6 +486,9 @@ class MOFFitter(MaxLikeFitter):
         dtype = dtype_of(nbrs_data_columns(self.psf_model))
         npsf = dtype["nbr_psf_fit_pars"].shape[0]
         erow_of = {(int(e["band_num"]), int(e["cutout_index"])): e for e in m.erows}
+        if not self._id_of_number:
+            cat = self.io.object_table()
+            self._id_of_number = {int(n): int(i) for n, i in zip(cat["number"], cat["id"])}
         ids = {id(mm): self._id_of_number.get(mm.number, -1) for mm in full}
         for obslist in m.mbobs:
             for obs in obslist:

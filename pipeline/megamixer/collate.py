@@ -27,7 +27,7 @@ from ..fitsfile import open_fits
 from .layout import RunLayout
 from .catalogue import CHUNK_DTYPE, COLLATED, MISSING, write_catalogue
 from .chunkcheck import check_output
-from .derived import derived_columns
+from .derived import derived_columns, epoch_columns
 from .medsinfo import meds_ids, meds_magzp_ref
 from .tilerecord import TileRecord
 
@@ -164,6 +164,8 @@ def _zeropoints(meta: np.ndarray | None, rec: TileRecord, run_dir: Path) -> np.n
 
 def add_columns(table: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:
     """A copy of ``table`` with extra columns (one copy per column, not per row)."""
+    if not cols:
+        return table
     descr = [(n, table.dtype[n]) for n in table.dtype.names]
     descr += [(n, v.dtype, v.shape[1:]) for n, v in cols.items()]
     out = np.empty(table.size, dtype=descr)
@@ -260,6 +262,7 @@ def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
         meta["fof_range"] = [0, rec.ngroups - 1]   # the tile, not the first chunk
     zp = _zeropoints(meta, rec, layout.run_dir)
     model = add_columns(model, derived_columns(model, zp))
+    epoch = add_columns(epoch, epoch_columns(epoch, list(rec.bands)))
 
     out = layout.collated(rec.tile)
     complete = not bad

@@ -12,7 +12,9 @@ outputs drop the ``M_max`` ones, as DES did):
   ``M_T_s2n = M_T / M_T_err``;
 * ``M_weight = 1 / (2 * 0.2^2 + g_cov[0,0] + g_cov[1,1])``, the shape weight
   with shape noise 0.2;
-* ``psf_mag`` per band from ``psf_flux``.
+* ``psf_mag`` per band from ``psf_flux``;
+
+and in epoch_data the band's name, ``band``.
 
 Values are computed for usable rows only (``M_flags == 0``; ``psf_flags == 0``
 per band for ``psf_mag``) and where defined (positive flux for magnitudes,
@@ -159,6 +161,19 @@ def derive(model: np.ndarray, zp: np.ndarray | None) -> list[tuple[Column, np.nd
 def derived_columns(model: np.ndarray, zp: np.ndarray | None) -> dict[str, np.ndarray]:
     """Name -> values of the columns a collated catalogue adds to ``model``."""
     return {c.name: v for c, v in derive(model, zp)}
+
+
+BAND_COLUMN = Column("band", "U", (), C.NONE, "band name of the epoch (the run's bands, "
+                     "in band_num order)")
+
+
+def epoch_columns(epoch: np.ndarray, bands: list[str]) -> dict[str, np.ndarray]:
+    """The DES collation's ``band`` column of epoch_data (name of ``band_num``)."""
+    if "band_num" not in (epoch.dtype.names or ()) or "band" in epoch.dtype.names:
+        return {}
+    names = np.array([str(b) for b in bands] + [""], dtype=f"U{max([1] + [len(b) for b in bands])}")
+    num = np.asarray(epoch["band_num"], dtype=np.int64)
+    return {"band": names[np.where((num >= 0) & (num < len(bands)), num, len(bands))]}
 
 
 def derived_column_list(model_dtype: np.dtype, nband: int) -> list[Column]:
