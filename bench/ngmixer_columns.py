@@ -10,7 +10,8 @@ modules (and ``xrange`` = ``range``, ``dict.keys()`` a list where it is added to
 without running their constructors' I/O, and calls the methods that make the
 tables' dtypes: ``MOFNGMixer._get_dtype`` / ``NGMixer._get_dtype``,
 ``_get_epoch_dtype``, ``_get_nbrs_dtype``, ``MEDSImageIO.get_file_meta_data``
-and the DES collation's ``DESConcat.pick_fields`` on an empty table.  Nothing
+and the DES collation's ``DESConcat.pick_fields`` (on an empty table) and
+``pick_epoch_fields``.  Nothing
 from ngmixer is imported by this script itself.
 
 For three configs (max: exp, dev, cm; metacal: gauss; MOF: exp, dev, cm) it
@@ -114,6 +115,8 @@ try:
     collated = concat.pick_fields(numpy.zeros(0, dtype=model),
                                   {"magzp_ref": numpy.zeros(nband)})
     out["collated"] = entries(collated.dtype)
+    epochs = numpy.ones(1, dtype=mixer._get_epoch_dtype())
+    out["collated_epoch"] = entries(concat.pick_epoch_fields(epochs).dtype)
 except Exception as err:       # its own code, e.g. one band: report, do not compare
     out["collated_error"] = f"{type(err).__name__}: {err}"
 print(json.dumps(out))
@@ -152,7 +155,9 @@ def project_tables(spec: dict) -> dict:
         raw["metacal_pars"] = {"types": spec["metacal"], "model": spec["models"][0]}
     conf = check_fit_config(raw)
     tables = fit_output_columns(conf, spec["nband"])
-    tables["collated"] = collated_columns(conf, spec["nband"])["model_fits"]
+    collated = collated_columns(conf, spec["nband"])
+    tables["collated"] = collated["model_fits"]
+    tables["collated_epoch"] = collated["epoch_data"]
     return {name: [[c.name, c.fmt, list(c.shape)] for c in cols]
             for name, cols in tables.items()}
 
@@ -197,19 +202,20 @@ def main(argv: list[str] | None = None) -> int:
         ours = project_tables(spec)
         print(f"== {title}, {args.nband} bands")
         if "collated_error" in ref:
-            print(f"  collated   ngmixer's DES collation raised {ref.pop('collated_error')}")
+            print(f"  collated       ngmixer's DES collation raised {ref.pop('collated_error')}")
         for table in ref:
             refcols = ref[table]
             known = {c[0] for c in refcols}
             if table == "meta_data":     # MEDS metadata columns come from the files
                 refcols = [c for c in refcols if c[0] != "magzp_ref"]
-            if table == "collated":      # what the DES collation adds to model_fits
-                base = {c[0] for c in ref["model_fits"]}
+            if table.startswith("collated"):      # what the DES collation adds
+                base = {c[0] for c in ref["model_fits" if table == "collated"
+                                          else "epoch_data"]}
                 refcols = [c for c in refcols if c[0] not in base]
             missing, different, extra = compare(refcols, ours.get(table, []), known)
             total_missing += len(missing)
             total_diff += len(different)
-            print(f"  {table:10s} ngmixer {len(refcols):3d} columns: {len(missing)} missing, "
+            print(f"  {table:14s} ngmixer {len(refcols):3d} columns: {len(missing)} missing, "
                   f"{len(different)} with another type/shape; megamixer has {extra} more")
             for line in missing:
                 print(f"      missing: {line}")
