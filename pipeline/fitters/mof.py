@@ -57,7 +57,7 @@ from ..interrupts import reraise_if_interrupted
 from ..mof.convergence import ConvergenceTest, parameter_diffs
 from ..mof.render import MemberModel, epoch_key, psf_for, reference_vu
 from ..mof.subtract import correct_mbobs, uncorrected_mbobs
-from .base import fill_model, register
+from .base import register
 from .composite import fit_composite
 from .maxlike import MaxLikeFitter, model_npars
 
