@@ -58,20 +58,17 @@ TABLE: list[tuple[str, str, str]] = []
 
 
 def _wide_rows(ids: np.ndarray, nband: int) -> np.ndarray:
-    """model_fits rows with about as many columns as a real exp+dev+cm fit."""
+    """model_fits rows with the columns of a real exp+dev+cm fit (configs/fit-max.yaml)."""
+    from pipeline.columns import dtype_of
+    from pipeline.schema import columns_for_config
     base = model_rows(ids, nband)
-    extra = []
-    for m in ("dev", "cm"):
-        extra += [(f"{m}_flags", "i4"), (f"{m}_pars", "f8", 5 + nband),
-                  (f"{m}_pars_cov", "f8", (5 + nband, 5 + nband)), (f"{m}_g", "f8", 2),
-                  (f"{m}_g_cov", "f8", (2, 2)), (f"{m}_T", "f8"), (f"{m}_T_err", "f8"),
-                  (f"{m}_flux", "f8", nband), (f"{m}_flux_err", "f8", nband),
-                  (f"{m}_s2n_w", "f8"), (f"{m}_chi2per", "f8"), (f"{m}_dof", "f8")]
-    out = np.zeros(len(ids), dtype=base.dtype.descr + extra)
-    for n in base.dtype.names:
-        out[n] = base[n]
+    dtype = dtype_of(columns_for_config(REPO / "configs" / "fit-max.yaml",
+                                        nband)["model_fits"])
+    out = np.zeros(len(ids), dtype=dtype)
     for n in out.dtype.names:
-        if n not in base.dtype.names:
+        if n in base.dtype.names:
+            out[n] = base[n]
+        elif not n.endswith("flags"):
             out[n] = 1.0
     return out
 

@@ -20,7 +20,7 @@ def default_row(dtype: np.dtype) -> np.ndarray:
     row = np.zeros(1, dtype=dtype)
     for name in dtype.names:
         kind = dtype[name].base.kind
-        if name.endswith("flags"):
+        if name.endswith("flags") or name.endswith("_flags_r"):
             row[name] = F.NO_ATTEMPT
         elif kind == "f":
             is_err = name.endswith("_err") or name.endswith("_cov")

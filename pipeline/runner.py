@@ -30,9 +30,10 @@ from .fitsfile import check_regular_file, read_header
 from .fitters.base import get_fitter
 from .gmix import flags as F
 from .identity import check_derived_file, tile_catalog
-from .imageio.base import EPOCH_DTYPE
+from .columns import dtype_of
+from .imageio.base import EPOCH_COLUMNS
 from .imageio.meds_io import MedsImageIO
-from .output import (base_dtype, checkpoint_path, diagnostics_path, make_meta_table,
+from .output import (base_columns, checkpoint_path, diagnostics_path, make_meta_table,
                      read_checkpoint, write_checkpoint, write_fit_output)
 from .provenance import fit_provenance
 from .rows import new_rows
@@ -131,8 +132,8 @@ class Run:
         except ConfigError as err:
             raise ConfigError(f"{config_path}: {err}") from None
         self.fitter.setup(self)
-        self.model_dtype = np.dtype(base_dtype(self.nband) + self.fitter.model_dtype())
-        self.epoch_dtype = np.dtype(EPOCH_DTYPE + self.fitter.epoch_dtype())
+        self.model_dtype = dtype_of(base_columns(self.nband) + self.fitter.model_columns())
+        self.epoch_dtype = dtype_of(EPOCH_COLUMNS + self.fitter.epoch_columns())
         self.diagnostics: list[dict] = []
         self.provenance = fit_provenance(
             config_path, self.catalog.digest(),
@@ -187,7 +188,7 @@ class Run:
         if not os.path.lexists(ckpt):
             return [], [], self.first
         try:
-            model_fits, epoch_data, state = read_checkpoint(ckpt)
+            model_fits, epoch_data, state, extra = read_checkpoint(ckpt)
         except InputFileError as err:
             aside = f"{ckpt}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
             os.replace(ckpt, aside)
@@ -198,6 +199,7 @@ class Run:
                            "seed or range", ckpt)
             return [], [], self.first
         self.diagnostics = state.get("diagnostics", [])
+        self.fitter.resume_extra(extra)
         nxt = int(state["next_group"])
         logger.info("resuming from checkpoint %s at group %d (%d objects done)",
                     ckpt, nxt, len(model_fits))
@@ -254,7 +256,7 @@ class Run:
 
     def _fill_base(self, row: np.ndarray, obj, fofind: int) -> None:
         for name in ("id", "number", "ra", "dec", "fofid", "box_size", "nimage_tot",
-                     "nimage_use", "mask_frac", "obj_flags"):
+                     "nimage_use", "zero_weight_frac", "obj_flags"):
             row[name] = getattr(obj, name)
         row["fofind"] = fofind
         row["flags"] = 0
@@ -311,7 +313,8 @@ class Run:
                             f"same command to resume") from None
         model_fits = (np.concatenate(models) if models else new_rows(self.model_dtype, 0))
         epoch_data = (np.concatenate(epochs) if epochs else new_rows(self.epoch_dtype, 0))
-        meta = make_meta_table(yaml.safe_dump(self.conf, sort_keys=True), self.meds_paths,
+        meta = make_meta_table(self.config_path, yaml.safe_dump(self.conf, sort_keys=True),
+                               self.meds_paths,
                                self.io.meta_data()["meds_meta"], self.seed,
                                (self.first, self.last), self.fitter.name)
         write_fit_output(work_out, model_fits, epoch_data, meta, self.fitter.extra_tables(),
@@ -334,7 +337,7 @@ class Run:
                  "diagnostics": self.diagnostics}
         write_checkpoint(ckpt, np.concatenate(models),
                          np.concatenate(epochs) if epochs else new_rows(self.epoch_dtype, 0),
-                         state)
+                         state, self.fitter.extra_tables())
         logger.info("checkpoint written at group %d", next_group)
 
     def _write_diagnostics(self, final: str) -> None:

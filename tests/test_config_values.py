@@ -297,7 +297,7 @@ def test_largest_seed_runs(tile, tmp_path):
                            out, *tile["meds"], "--seed", str(SEED_MAX), "--log-level",
                            "WARNING"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
-    assert int(fitsio.read(str(out), ext="meta_data")["seed"][0]) == SEED_MAX
+    assert int(fitsio.read(str(out), ext="meta_data")["fit_seed"][0]) == SEED_MAX
     fits = fitsio.read(str(out), ext="model_fits")
     assert np.mean(fits["flags"] == 0) > 0.5
     assert not np.any(fits["flags"] & F.UTTER_FAILURE)

@@ -55,9 +55,11 @@ def write_fof_file(path: Path, fofid: np.ndarray) -> Path:
 
 def model_rows(ids: np.ndarray, nband: int) -> np.ndarray:
     """model_fits rows whose values are a pure function of the id (like real fits)."""
+    npars = 5 + nband
     dt = [("id", "i8"), ("number", "i4"), ("ra", "f8"), ("dec", "f8"), ("fofid", "i8"),
-          ("flags", "i4"),
-          ("time_last_fit", "f8"), ("psf_flux", "f8", nband), ("psf_flux_err", "f8", nband),
+          ("flags", "i4"), ("time_last_fit", "f8"), ("psf_flags", "i4", nband), ("psf_flux", "f8", nband),
+          ("psf_flux_err", "f8", nband), ("exp_flags", "i4"), ("exp_pars", "f8", npars),
+          ("exp_pars_cov", "f8", (npars, npars)), ("exp_g_cov", "f8", (2, 2)),
           ("exp_flux", "f8", nband), ("exp_flux_err", "f8", nband), ("exp_T", "f8"),
           ("exp_T_err", "f8"), ("exp_s2n_w", "f8")]
     out = np.zeros(len(ids), dtype=dt)
@@ -81,6 +83,15 @@ def model_rows(ids: np.ndarray, nband: int) -> np.ndarray:
     out["exp_T"] = 0.5 + (ids % 5) * 0.1
     out["exp_T_err"] = 0.05
     out["exp_s2n_w"] = 30.0
+    # the fit's own columns, consistent with the values above; unfit rows flagged
+    out["exp_flags"] = np.where(bad, 2**6, 0)
+    out["exp_pars"][:, 4] = out["exp_T"]
+    out["exp_pars"][:, 5:] = out["exp_flux"]
+    out["exp_pars_cov"][:, 4, 4] = out["exp_T_err"] ** 2
+    for b in range(nband):
+        out["exp_pars_cov"][:, 5 + b, 5 + b] = out["exp_flux_err"][:, b] ** 2
+    out["exp_g_cov"][:, 0, 0] = out["exp_g_cov"][:, 1, 1] = 0.01 + (ids % 3) * 0.01
+    out["psf_flags"][ids % 17 == 0, -1] = 4
     return out
 
 

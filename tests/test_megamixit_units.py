@@ -152,17 +152,33 @@ def test_collate_success_and_derived_columns(tmp_path):
     m = _table(layout.collated("T1"), "model_fits")
     assert np.array_equal(m["id"], ids)                     # every object once, MEDS order
     zp = np.array([MAGZP["g"], MAGZP["r"]])
+    # the DES collation's columns, on usable rows (exp_flags == 0) only
     flux, err = m["exp_flux"], m["exp_flux_err"]
-    good = flux > 0
+    usable = m["exp_flags"] == 0
+    assert usable.any() and not usable.all()
+    good = usable[:, None] & (flux > 0)
+    assert (usable[:, None] & (flux < 0)).any()            # a fitted negative flux
     want = (zp[None, :] - 2.5 * np.log10(np.where(good, flux, 1.0)))[good]
     assert np.allclose(m["exp_mag"][good], want, rtol=0, atol=1e-12)
     assert np.all(m["exp_mag"][~good] == -9999)
-    unfit = (flux == -9999) | (err == 9999)     # the fitter's defaults
-    assert unfit.any() and (flux[~unfit] < 0).any()        # both default cases exercised
-    assert np.allclose(m["exp_flux_s2n"][~unfit], (flux / err)[~unfit], rtol=1e-15)
-    assert np.all(m["exp_flux_s2n"][unfit] == -9999)
-    assert np.allclose(m["exp_T_s2n"], m["exp_T"] / m["exp_T_err"], rtol=1e-15)
-    assert np.allclose(m["psf_mag"], zp - 2.5 * np.log10(m["psf_flux"]), atol=1e-12)
+    assert np.allclose(m["exp_flux_s2n"][usable], (flux / err)[usable], rtol=1e-14)
+    assert np.all(m["exp_flux_s2n"][~usable] == -9999)
+    assert np.allclose(m["exp_flux_cov"][usable][:, [0, 1], [0, 1]], err[usable] ** 2)
+    assert np.all(m["exp_flux_cov"][usable][:, 0, 1] == 0)
+    assert np.all(m["exp_flux_cov"][~usable] == -9999)
+    sb = np.log10(np.abs(flux / m["exp_T"][:, None]))
+    assert np.allclose(m["exp_logsb"][usable], sb[usable], rtol=1e-14)
+    assert np.all(m["exp_logsb"][~usable] == -9999)
+    assert np.allclose(m["exp_T_s2n"][usable], (m["exp_T"] / m["exp_T_err"])[usable])
+    assert np.all(m["exp_T_s2n"][~usable] == -9999)
+    gsum = m["exp_g_cov"][:, 0, 0] + m["exp_g_cov"][:, 1, 1]
+    assert np.allclose(m["exp_weight"][usable], 1 / (2 * 0.2**2 + gsum[usable]))
+    assert np.all(m["exp_weight"][~usable] == 0)
+    psf_ok = m["psf_flags"] == 0
+    assert not psf_ok.all()
+    assert np.allclose(m["psf_mag"][psf_ok],
+                       (zp - 2.5 * np.log10(m["psf_flux"]))[psf_ok], atol=1e-12)
+    assert np.all(m["psf_mag"][~psf_ok] == -9999)
     e = _table(layout.collated("T1"), "epoch_data")
     assert e.size == 37 * 2 * 2
     assert np.array_equal(e["id"][::4], ids)                # epochs follow their object
@@ -253,15 +269,19 @@ def test_collate_derived_column_dtypes_single_band(tmp_path):
     rec = hand_record(inp, "T1", 5, bands=("i",), seed=1)
     for (a, b), ids in zip(rec.ranges, chunk_ids(rec, inp["ids"]["T1"])):
         rows = model_rows(ids, 1)
-        one = np.zeros(len(ids), dtype=[(n, rows.dtype[n].base) for n in rows.dtype.names])
+        # per-band columns as scalars (what fitsio reads back from a 1-band file)
+        scalar = {n for n in rows.dtype.names if rows.dtype[n].shape == (1,)}
+        one = np.zeros(len(ids), dtype=[(n, rows.dtype[n].base) if n in scalar
+                                        else (n, rows.dtype[n]) for n in rows.dtype.names])
         for n in rows.dtype.names:
-            one[n] = rows[n].reshape(len(ids), -1)[:, 0] if rows[n].ndim > 1 else rows[n]
+            one[n] = rows[n][:, 0] if n in scalar else rows[n]
         write_chunk_file(layout.chunk_file("T1", a, b), ids, ["i"],
                          chunk_provenance(rec, a, b), model=one)
     collate_tile(layout, rec)
     m = _table(layout.collated("T1"), "model_fits")
-    assert m["exp_mag"].shape == (12,)
-    good = m["exp_flux"] > 0
+    assert m["exp_mag"].shape == m["exp_flux_cov"].shape == m["exp_logsb"].shape == (12,)
+    good = (m["exp_flux"] > 0) & (m["exp_flags"] == 0)
+    assert good.any()
     assert np.allclose(m["exp_mag"][good], MAGZP["i"] - 2.5 * np.log10(m["exp_flux"][good]))
 
 

@@ -125,9 +125,10 @@ def test_joint_and_iterate_agree_on_isolated_pairs(tile, joint_run):
     # fit just those groups iteratively: a FoF table holding them, one group per pair
     from pipeline.fitconfig import load_fit_config
     from pipeline.fitters.base import get_fitter
-    from pipeline.imageio.base import EPOCH_DTYPE
+    from pipeline.columns import dtype_of
+    from pipeline.imageio.base import EPOCH_COLUMNS
     from pipeline.imageio.meds_io import MedsImageIO
-    from pipeline.output import base_dtype
+    from pipeline.output import base_columns
     from pipeline.rows import new_rows
     from pipeline.runner import object_rng
     conf = load_fit_config(tile["dir"] / "iterate.yaml")
@@ -135,8 +136,8 @@ def test_joint_and_iterate_agree_on_isolated_pairs(tile, joint_run):
     fitter = get_fitter(conf, io.nband)
     fitter.io = io
     numbers = list(io.object_table()["number"])
-    dtype = np.dtype(base_dtype(io.nband) + fitter.model_dtype())
-    edtype = np.dtype(EPOCH_DTYPE + fitter.epoch_dtype())
+    dtype = dtype_of(base_columns(io.nband) + fitter.model_columns())
+    edtype = dtype_of(EPOCH_COLUMNS + fitter.epoch_columns())
     dev = []
     for f in wide:
         members = joint[joint["fofid"] == f]
@@ -144,6 +145,9 @@ def test_joint_and_iterate_agree_on_isolated_pairs(tile, joint_run):
         rows = new_rows(dtype, len(objs))
         rows["flags"] = 0
         erows = [new_rows(edtype, len(o.epochs)) for o in objs]
+        for o, e in zip(objs, erows):
+            for name in o.epochs.dtype.names:
+                e[name] = o.epochs[name]
         fitter.fit_group(objs, [object_rng(SEED, o.id) for o in objs], rows, erows, [])
         for row, ref in zip(rows, members):
             if row["exp_flags"] == 0 and ref["exp_flags"] == 0:

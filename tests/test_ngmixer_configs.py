@@ -259,7 +259,7 @@ def test_ngmixit_with_the_ngmixer_config_fits_the_same_catalogue(tile, reference
         assert np.array_equal(cat[name], reference[name], equal_nan=True), name
     ok = cat["flags"] == 0
     assert ok.sum() == len(cat) - len(FLAGGED)            # MOF fitted every other object
-    meta = yaml.safe_load(fitsio.read(str(out), ext="meta_data")["config"][0])
+    meta = yaml.safe_load(fitsio.read(str(out), ext="meta_data")["fit_config"][0])
     assert meta["_ngmixer"]["original"] == (DATA / "ngmix-mof.yaml").read_text()
     assert meta["region"] == "uberseg" and meta["models"] == ["exp"]
 

@@ -111,8 +111,8 @@ def test_outputs_have_reference_tables(full_run):
     # the coellip3 mixtures hold ~99% of the Moffat PSF stamps' light
     frac = epochs["psf_fit_flux_frac"][epochs["psf_fit_flags"] == 0]
     assert 0.985 < np.median(frac) < 1.0, np.median(frac)
-    assert meta["seed"][0] == SEED
-    assert "models:" in meta["config"][0]
+    assert meta["fit_seed"][0] == SEED
+    assert "models:" in meta["fit_config"][0]
     assert not os.path.exists(str(full_run).replace(".fits", "-checkpoint.fits"))
 
 

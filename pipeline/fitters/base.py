@@ -1,9 +1,10 @@
 """Fitter interface, registry and shared output-column helpers.
 
 A fitter turns one FoF group of :class:`~pipeline.imageio.base.FitObject` into
-one output row per object. It declares its columns (``model_dtype``) so the
-driver can allocate the output table before any fit runs; values it does not
-set keep the defaults (-9999, errors 9999, flags NO_ATTEMPT).
+one output row per object. It declares its columns (``model_columns``, with
+unit and meaning) so the driver can allocate the output table before any fit
+runs; values it does not set keep the defaults (-9999, errors 9999, flags
+NO_ATTEMPT).
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import logging
 
 import numpy as np
 
+from .. import columns as C
+from ..columns import Column, mat, vec
 from ..diagnostics import diagnostic
 from ..errors import ConfigError
 from ..gmix import flags as F
+from ..gmix.flags import BIGVAL, DEFVAL
+from ..gmix.roundstats import round_measures
 from ..interrupts import reraise_if_interrupted
-from ..rows import DEFVAL
 
 logger = logging.getLogger(__name__)
 
@@ -53,42 +57,103 @@ def get_fitter(conf: dict, nband: int) -> "BaseFitter":
     return _REGISTRY[name](conf, nband)
 
 
-def model_columns(prefix: str, npars: int, nband: int) -> list:
-    """Columns of one max-likelihood model fit, REFERENCE.md naming."""
-    p = prefix
+def fit_columns(m: str, npars: int, nband: int) -> list[Column]:
+    """Columns of one max-likelihood model fit ``m``: ngmixer's, then the project's."""
+    pu = C.PARS_BDF if m == "bdf" else C.PARS
     return [
-        (f"{p}_flags", "i4"), (f"{p}_pars", "f8", npars), (f"{p}_pars_cov", "f8", (npars, npars)),
-        (f"{p}_g", "f8", 2), (f"{p}_g_cov", "f8", (2, 2)), (f"{p}_T", "f8"), (f"{p}_T_err", "f8"),
-        (f"{p}_flux", "f8", nband), (f"{p}_flux_err", "f8", nband), (f"{p}_s2n_w", "f8"),
-        (f"{p}_chi2per", "f8"), (f"{p}_dof", "f8"), (f"{p}_T_r", "f8"), (f"{p}_s2n_r", "f8"),
-        (f"{p}_psf_T_r", "f8"), (f"{p}_nfev", "i4"),
+        Column(f"{m}_flags", "i4", (), C.BITS, "model flags: 0 = usable fit of this model "
+               "(engine bits, the quality check, and MOF_UNCONVERGED with MOF)"),
+        Column(f"{m}_pars", "f8", vec(npars), pu, "best-fit parameters"),
+        Column(f"{m}_pars_cov", "f8", mat(npars), C.PARS_COV, "covariance of the parameters "
+               "(with MOF joint fits: the member's block of the joint covariance)"),
+        Column(f"{m}_g", "f8", vec(2), C.NONE, "reduced shear (g1, g2) of the model"),
+        Column(f"{m}_g_cov", "f8", mat(2), C.NONE, "covariance of g"),
+        Column(f"{m}_max_flags", "i4", (), C.BITS, "flags of the maximum-likelihood fit "
+               "itself (model flags without MOF_UNCONVERGED)"),
+        Column(f"{m}_max_pars", "f8", vec(npars), pu, "maximum-likelihood parameters (the "
+               "same as pars: every fit here is maximum likelihood)"),
+        Column(f"{m}_max_pars_cov", "f8", mat(npars), C.PARS_COV, "covariance of max_pars"),
+        Column(f"{m}_s2n_w", "f8", (), C.NONE, "S/N of the model weighted by itself: "
+               "sum(w m d) / sqrt(sum(w m^2)) over every epoch"),
+        Column(f"{m}_chi2per", "f8", (), C.NONE, "chi2 per degree of freedom"),
+        Column(f"{m}_dof", "f8", (), C.NONE, "degrees of freedom: weighted pixels minus "
+               "parameters"),
+        Column(f"{m}_flags_r", "i4", (), C.BITS, "flags of the round measures (model bits; "
+               "0 = T_r, s2n_r, psf_T_r measured)"),
+        Column(f"{m}_s2n_r", "f8", (), C.NONE, "S/N of the round model convolved with the "
+               "round PSFs, from the weight maps: sqrt(sum w m^2)"),
+        Column(f"{m}_T_r", "f8", (), C.ARCSEC2, "T of the round model: T (1-g^2)/(1+g^2)"),
+        Column(f"{m}_psf_T_r", "f8", (), C.ARCSEC2, "weight-sum weighted mean T of the "
+               "round PSF mixtures"),
+        Column(f"{m}_T", "f8", (), C.ARCSEC2, "T = <x^2> + <y^2> of the unconvolved model"),
+        Column(f"{m}_T_err", "f8", (), C.ARCSEC2, "error on T"),
+        Column(f"{m}_flux", "f8", vec(nband), C.FLUX, "total flux per band"),
+        Column(f"{m}_flux_err", "f8", vec(nband), C.FLUX, "error on the flux per band"),
+        Column(f"{m}_nfev", "i4", (), C.NONE, "model evaluations of the fit (all tries)"),
     ]
 
 
-def fill_model(row: np.ndarray, prefix: str, res: dict, psf_T: float) -> None:
-    """Copy a FitResult into the model's columns (partial results on failure)."""
-    row[f"{prefix}_flags"] = int(res.get("flags", F.GAL_FIT_FAILURE))
-    if res.get("pars") is None:
-        return
-    pars = np.asarray(res["pars"])
-    npars = row[f"{prefix}_pars"].shape[0]
-    row[f"{prefix}_pars"][:min(npars, pars.size)] = pars[:npars]
+def fit_quality_flags(res: dict, npars: int) -> int:
+    """Bits for a fit the engine reports as good but whose numbers cannot be used.
+
+    BAD_ERRORS: a covariance of the wrong shape, or a parameter, flux, T or shape
+    error that is not finite and positive; NO_CHI2PER: chi2per not measured.
+    """
+    if int(res.get("flags", 0)) != 0 or res.get("pars") is None:
+        return 0
+    flags = 0
     cov = res.get("pars_cov")
-    if cov is not None and np.shape(cov) == (pars.size, pars.size) and pars.size == npars:
-        row[f"{prefix}_pars_cov"] = cov
+    errs = [np.atleast_1d(np.asarray(res.get(k, np.nan), dtype="f8")).ravel()
+            for k in ("flux_err", "T_err")]
+    if cov is None or np.shape(cov) != (npars, npars):
+        flags |= F.BAD_ERRORS
+    else:
+        errs.append(np.diag(np.asarray(cov, dtype="f8")))
+    if res.get("g_cov") is not None:
+        errs.append(np.diag(np.asarray(res["g_cov"], dtype="f8")))
+    for e in errs:
+        if not np.all(np.isfinite(e) & (e > 0) & (e != BIGVAL)):
+            flags |= F.BAD_ERRORS
+    chi2per = float(res.get("chi2per", DEFVAL))
+    if not np.isfinite(chi2per) or chi2per == DEFVAL:
+        flags |= F.NO_CHI2PER
+    return flags
+
+
+def fill_model(row: np.ndarray, m: str, res: dict, mbobs, extra_flags: int = 0) -> int:
+    """Copy a fit result into model ``m``'s columns; returns its max flags.
+
+    ``mbobs``: the observations fitted (for the round measures); ``extra_flags``:
+    bits of the fitter about the fit itself (e.g. AT_SIZE_BOUND). A failed fit
+    leaves the columns at their defaults.
+    """
+    npars = row[f"{m}_pars"].shape[0]
+    flags = int(res.get("flags", F.GAL_FIT_FAILURE)) | int(extra_flags) \
+        | fit_quality_flags(res, npars)
+    row[f"{m}_flags"] = row[f"{m}_max_flags"] = flags
+    pars = res.get("pars")
+    if pars is None or int(res.get("flags", 1)) != 0:
+        return flags
+    pars = np.asarray(pars, dtype="f8")
+    if pars.size != npars:
+        flags |= F.BAD_MODEL
+        row[f"{m}_flags"] = row[f"{m}_max_flags"] = flags
+        return flags
+    row[f"{m}_pars"] = row[f"{m}_max_pars"] = pars
+    cov = res.get("pars_cov")
+    if cov is not None and np.shape(cov) == (npars, npars):
+        row[f"{m}_pars_cov"] = row[f"{m}_max_pars_cov"] = cov
     for key in ("g", "g_cov", "T", "T_err", "flux", "flux_err", "s2n_w", "chi2per", "dof",
                 "nfev"):
         value = res.get(key)
-        if value is not None:
-            row[f"{prefix}_{key}"] = value
-    g = np.asarray(res.get("g", [0.0, 0.0]), dtype="f8")
-    T = float(res.get("T", DEFVAL))
-    gsq = float(np.sum(g ** 2))
-    if T != DEFVAL and gsq < 1:
-        # A round version of a sheared profile has T_r = T (1-g^2)/(1+g^2).
-        row[f"{prefix}_T_r"] = T * (1 - gsq) / (1 + gsq)
-    row[f"{prefix}_s2n_r"] = res.get("s2n_r", res.get("s2n_w", DEFVAL))
-    row[f"{prefix}_psf_T_r"] = psf_T
+        if value is not None and np.all(np.isfinite(value)):
+            row[f"{m}_{key}"] = value
+    cm = {"fracdev": res.get("fracdev"), "TdByTe": res.get("TdByTe")} if m == "cm" else {}
+    rnd = round_measures(pars, mbobs, m, **cm)
+    row[f"{m}_flags_r"] = rnd["flags"]
+    for key in ("s2n_r", "T_r", "psf_T_r"):
+        row[f"{m}_{key}"] = rnd[key]
+    return flags
 
 
 class BaseFitter(ABC):
@@ -101,12 +166,16 @@ class BaseFitter(ABC):
         self.nband = nband
 
     @abstractmethod
-    def model_dtype(self) -> list:
-        """Columns (numpy dtype entries) this fitter adds to ``model_fits``."""
+    def model_columns(self) -> list[Column]:
+        """Columns this fitter adds to ``model_fits``."""
 
-    def epoch_dtype(self) -> list:
+    def epoch_columns(self) -> list[Column]:
         """Columns this fitter adds to ``epoch_data``."""
         return []
+
+    def extra_columns(self) -> dict[str, list[Column]]:
+        """Columns of the additional output extensions (name -> columns)."""
+        return {}
 
     def setup(self, run) -> None:
         """Hook called once by the driver before fitting (e.g. to read MOF inputs)."""
@@ -114,6 +183,9 @@ class BaseFitter(ABC):
     def extra_tables(self) -> dict[str, np.ndarray]:
         """Additional output extensions (name -> table)."""
         return {}
+
+    def resume_extra(self, tables: dict[str, np.ndarray | None]) -> None:
+        """Take back the extra tables of a checkpoint (rows of the groups done)."""
 
     def fit_object(self, obj, rng: np.random.Generator, row: np.ndarray,
                    erows: np.ndarray) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..gmix import flags as F
+from ..gmix.flags import DEFVAL
 from ..gmix.gmix import GMixModel
 from ..gmix.maxlike import fit_model
 
@@ -58,11 +59,13 @@ def fit_composite(mbobs, results: dict, prior=None, rng=None, ntry: int = 2,
     except np.linalg.LinAlgError:
         return {"flags": F.LM_SINGULAR, "pars": None, "message": "fracdev fit singular"}
     # a mixture with a negative component is not a valid profile for the engine
+    fracdev_noclip = fracdev
     fracdev = float(np.clip(fracdev, 0.0, 1.0))
-    TdByTe = float(dev["T"] / exp["T"]) if exp["T"] > 0 and dev["T"] > 0 else 1.0
+    measured = exp["T"] > 0 and dev["T"] > 0
+    TdByTe_noclip = float(dev["T"] / exp["T"]) if measured else DEFVAL
+    TdByTe = TdByTe_noclip if measured else 1.0
     res = fit_model(mbobs, "cm", prior=prior, rng=rng, ntry=ntry, lm_pars=lm_pars or None,
                     guess=np.asarray(exp["pars"]), fracdev=fracdev, TdByTe=TdByTe)
-    res["fracdev"] = fracdev
-    res["fracdev_err"] = fracdev_err
-    res["TdByTe"] = TdByTe
+    res.update(fracdev=fracdev, fracdev_noclip=fracdev_noclip, fracdev_err=fracdev_err,
+               TdByTe=TdByTe, TdByTe_noclip=TdByTe_noclip)
     return res

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import columns as C
+from ..columns import Column, mat, vec
 from ..gmix import flags as F
 from ..gmix.metacal import metacal
-from .base import register
+from .base import fit_quality_flags, register
 from .maxlike import MaxLikeFitter, model_npars
 
 TYPES = ("noshear", "1p", "1m", "2p", "2m")
@@ -25,17 +27,40 @@ class MetacalFitter(MaxLikeFitter):
         self.mconf = conf["metacal_pars"]
         self.types = [t for t in TYPES if t in self.mconf["types"]]
 
-    def model_dtype(self) -> list:
-        cols = super().model_dtype()
-        npars = model_npars(self.mconf["model"], self.nband)
-        cols += [("mcal_flags", "i4"), ("mcal_gpsf", "f8", 2), ("mcal_Tpsf", "f8")]
+    def model_columns(self) -> list[Column]:
+        cols = super().model_columns()
+        nb = self.nband
+        npars = model_npars(self.mconf["model"], nb)
+        pu = C.PARS_BDF if self.mconf["model"] == "bdf" else C.PARS
+        cols.append(Column("mcal_flags", "i8", (), C.BITS, "metacal flags: 0 = every "
+                           "metacal type fitted and usable (model bits, METACAL_FAILURE)"))
         for mtype in self.types:
             s = suffix(mtype)
-            cols += [(f"mcal_g{s}", "f8", 2), (f"mcal_g_cov{s}", "f8", (2, 2)),
-                     (f"mcal_pars{s}", "f8", npars), (f"mcal_T{s}", "f8"),
-                     (f"mcal_T_err{s}", "f8"), (f"mcal_T_r{s}", "f8"),
-                     (f"mcal_s2n_r{s}", "f8"), (f"mcal_s2n_w{s}", "f8"),
-                     (f"mcal_flux{s}", "f8", self.nband), (f"mcal_flux_err{s}", "f8", self.nband)]
+            what = f"of the {mtype} metacal image"
+            cols += [
+                Column(f"mcal_g{s}", "f8", vec(2), C.NONE, f"reduced shear g {what}"),
+                Column(f"mcal_g_cov{s}", "f8", mat(2), C.NONE, f"covariance of g {what}"),
+                Column(f"mcal_pars{s}", "f8", vec(npars), pu, f"best-fit parameters {what}"),
+                Column(f"mcal_pars_cov{s}", "f8", mat(npars), C.PARS_COV,
+                       f"covariance of the parameters {what}"),
+            ]
+            if mtype == "noshear":
+                cols += [
+                    Column("mcal_gpsf", "f8", vec(2), C.NONE, "weight-sum weighted mean g of "
+                           "the reconvolution PSF (noshear)"),
+                    Column("mcal_Tpsf", "f8", (), C.ARCSEC2, "weight-sum weighted mean T of "
+                           "the reconvolution PSF (noshear)"),
+                ]
+            cols += [
+                Column(f"mcal_T{s}", "f8", (), C.ARCSEC2, f"T {what}"),
+                Column(f"mcal_T_err{s}", "f8", (), C.ARCSEC2, f"error on T {what}"),
+                Column(f"mcal_T_r{s}", "f8", (), C.ARCSEC2, f"T of the round model {what}"),
+                Column(f"mcal_s2n_r{s}", "f8", (), C.NONE, f"round S/N {what}"),
+                Column(f"mcal_s2n_w{s}", "f8", (), C.NONE, f"weighted S/N {what}"),
+                Column(f"mcal_flux{s}", "f8", vec(nb), C.FLUX, f"flux per band {what}"),
+                Column(f"mcal_flux_err{s}", "f8", vec(nb), C.FLUX,
+                       f"error on the flux per band {what}"),
+            ]
         return cols
 
     def fit_object(self, obj, rng: np.random.Generator, row: np.ndarray,
@@ -62,15 +87,16 @@ class MetacalFitter(MaxLikeFitter):
                 flags |= F.METACAL_FAILURE
                 continue
             s = suffix(mtype)
-            flags |= int(r["flags"])
-            if r.get("pars") is None:
-                continue
-            pars = np.asarray(r["pars"])
             npar = row[f"mcal_pars{s}"].size
-            row[f"mcal_pars{s}"][:min(npar, pars.size)] = pars[:npar]
-            for key in ("g", "g_cov", "T", "T_err", "T_r", "s2n_r", "s2n_w", "flux", "flux_err"):
-                if r.get(key) is not None:
-                    row[f"mcal_{key}{s}"] = r[key]
+            flags |= int(r["flags"]) | fit_quality_flags(r, npar)
+            if r.get("pars") is None or int(r["flags"]) != 0:
+                continue
+            row[f"mcal_pars{s}"] = r["pars"]
+            for key in ("pars_cov", "g", "g_cov", "T", "T_err", "T_r", "s2n_r", "s2n_w",
+                        "flux", "flux_err"):
+                value = r.get(key)
+                if value is not None and np.all(np.isfinite(value)):
+                    row[f"mcal_{key}{s}"] = value
         noshear = res.get("noshear")
         if noshear is not None:
             if noshear.get("gpsf") is not None:

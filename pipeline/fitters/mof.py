@@ -26,10 +26,15 @@ together in one least-squares problem (pipeline.mof.joint); groups larger than
 ``mof.joint_max_group`` fall back to iterating.  ``--mof-file``: the members
 are drawn from an earlier MOF output and every object is fitted once.
 
-Output: ``M_mof_flags`` (bits in gmix.flags), ``M_mof_num_itr`` (number of
-passes including the first; for joint mode the first pass plus the joint LM
-iterations), and with ``mof.write_convergence_data: true`` the tables
-``nbrs_data`` (one row per ordered pair of group members) and
+Output: ngmixer's MOF columns per model (``M_mof_flags``, bits in gmix.flags;
+``M_mof_num_itr``, passes with the neighbours modelled: sweeps, joint LM
+iterations, 1 with ``--mof-file``, 0 for a group of one; ``M_mof_abs_diff``,
+``M_mof_frac_diff``, ``M_mof_err_diff``: the change of the parameters in the
+last such pass), MOF_UNCONVERGED in ``M_flags`` of an object that did not
+converge, AT_SIZE_BOUND for fits at the size bound, and ngmixer's
+``nbrs_data`` table (per object, epoch used and neighbour: where and with
+which PSF the neighbour was drawn). With ``mof.write_convergence_data: true``
+also ``mof_pairs`` (one row per ordered pair of group members) and
 ``mof_convergence`` (parameters after every pass).
 """
 
@@ -40,22 +45,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import columns as C
+from ..columns import Column, dtype_of, vec
 from ..diagnostics import diagnostic
 from ..errors import InputFileError
 from ..gmix import flags as F
 from ..gmix.maxlike import fit_model
+from ..gmix.psf import psf_ngauss
+from ..imageio.base import EPOCH_META_COLUMNS
 from ..interrupts import reraise_if_interrupted
-from ..mof.convergence import ConvergenceTest
-from ..mof.render import MemberModel, epoch_key
+from ..mof.convergence import ConvergenceTest, parameter_diffs
+from ..mof.render import MemberModel, epoch_key, psf_for, reference_vu
 from ..mof.subtract import correct_mbobs, uncorrected_mbobs
-from .base import fill_model, register
+from .base import register
 from .composite import fit_composite
 from .maxlike import MaxLikeFitter, model_npars
 
 logger = logging.getLogger(__name__)
 
-# nbrs_data flags
+# mof_pairs flags
 NBR_NOT_RENDERED = 1      # neighbour had no usable fit: its seg pixels were masked
+
+NBRS_DATA = "nbrs_data"
 
 
 @dataclass
@@ -74,6 +85,7 @@ class _Member:
     converged: bool = False
     skipped: bool = False
     ever_ok: bool = False
+    diffs: dict = field(default_factory=dict)   # model -> (abs, frac, err) of the last pass
 
     @property
     def usable(self) -> bool:
@@ -110,28 +122,83 @@ class MOFFitter(MaxLikeFitter):
         self.extra_nbrs: dict[int, np.ndarray] = {}
         self._nbrs_rows: list = []
         self._conv_rows: list = []
+        self._ngmixer_nbrs_rows: list = []
+        self._id_of_number: dict[int, int] = {}
 
     # -- columns -------------------------------------------------------------
-    def model_dtype(self) -> list:
-        cols = super().model_dtype()
-        for model in self.models:
-            cols += [(f"{model}_mof_flags", "i4"), (f"{model}_mof_num_itr", "i4")]
+    def model_columns(self) -> list[Column]:
+        cols = super().model_columns()
+        for m in self.models:
+            n = model_npars(m, self.nband)
+            last = "in the last pass with neighbours modelled (-9999: no such pass)"
+            cols += [
+                Column(f"{m}_mof_flags", "i4", (), C.BITS, "MOF flags of the object and its "
+                       "group (ngmixer's bits)"),
+                Column(f"{m}_mof_num_itr", "i4", (), C.NONE, "passes with the neighbours "
+                       "modelled: sweeps (iterate), joint LM iterations (joint), 1 with "
+                       "--mof-file, 0 for a group of one"),
+                Column(f"{m}_mof_abs_diff", "f8", vec(n), C.PARS, f"|change| of the "
+                       f"parameters {last}"),
+                Column(f"{m}_mof_frac_diff", "f8", vec(n), C.NONE, f"|fractional change| "
+                       f"of the parameters {last}"),
+                Column(f"{m}_mof_err_diff", "f8", vec(n), C.NONE, f"|change| of the "
+                       f"parameters over their errors {last}"),
+            ]
         return cols
 
     def _npars(self) -> int:
         return model_npars(self.mof_model, self.nband)
 
-    def extra_tables(self) -> dict[str, np.ndarray]:
+    def extra_columns(self) -> dict[str, list[Column]]:
+        out = {NBRS_DATA: nbrs_data_columns(self.psf_model)}
         if not self.mof.get("write_convergence_data"):
-            return {}
+            return out
         npars = self._npars()
-        nbrs_dtype = [("id", "i8"), ("nbr_id", "i8"), ("nbr_number", "i8"), ("fofid", "i8"),
-                      ("nbr_flags", "i4"), ("nepoch", "i4"), ("nepoch_offchip", "i4"),
-                      ("nbr_pars", "f8", npars)]
-        conv_dtype = [("id", "i8"), ("fofid", "i8"), ("itr", "i4"), ("flags", "i4"),
-                      ("pars", "f8", npars)]
-        return {"nbrs_data": np.array(self._nbrs_rows, dtype=nbrs_dtype),
-                "mof_convergence": np.array(self._conv_rows, dtype=conv_dtype)}
+        out["mof_pairs"] = [
+            Column("id", "i8", (), C.NONE, "id of the object"),
+            Column("nbr_id", "i8", (), C.NONE, "id of the other member (-1: a neighbour "
+                   "from --nbrs-file outside the group)"),
+            Column("nbr_number", "i8", (), C.NONE, "number of the other member"),
+            Column("fofid", "i8", (), C.NONE, "FoF group"),
+            Column("nbr_flags", "i4", (), C.BITS, "1: the other member had no usable fit "
+                   "and was masked"),
+            Column("nepoch", "i4", (), C.NONE, "epochs of the object used"),
+            Column("nepoch_offchip", "i4", (), C.NONE, "of those, epochs where the other "
+                   "member has no cutout"),
+            Column("nbr_pars", "f8", vec(npars), C.PARS, "the other member's final "
+                   f"parameters ({self.mof_model})"),
+        ]
+        out["mof_convergence"] = [
+            Column("id", "i8", (), C.NONE, "id of the object"),
+            Column("fofid", "i8", (), C.NONE, "FoF group"),
+            Column("itr", "i4", (), C.NONE, "pass (1 = the first pass, without "
+                   "neighbours)"),
+            Column("flags", "i4", (), C.NONE, "1: no usable model after this pass"),
+            Column("pars", "f8", vec(npars), C.PARS, f"{self.mof_model} parameters after "
+                   "this pass"),
+        ]
+        return out
+
+    def extra_tables(self) -> dict[str, np.ndarray]:
+        cols = self.extra_columns()
+        rows = {NBRS_DATA: self._ngmixer_nbrs_rows, "mof_pairs": self._nbrs_rows,
+                "mof_convergence": self._conv_rows}
+        out = {}
+        for name, columns in cols.items():
+            dtype = dtype_of(columns)
+            out[name] = (np.concatenate(rows[name]) if name == NBRS_DATA and rows[name]
+                         else np.array(rows[name], dtype=dtype))
+        return out
+
+    def resume_extra(self, tables: dict[str, np.ndarray | None]) -> None:
+        def rows(name: str) -> list:
+            table = tables.get(name)
+            return [] if table is None else [tuple(r) for r in table.tolist()]
+        nbrs = tables.get(NBRS_DATA)
+        dtype = dtype_of(nbrs_data_columns(self.psf_model))
+        self._ngmixer_nbrs_rows = [] if nbrs is None else [nbrs.astype(dtype)]
+        self._nbrs_rows = rows("mof_pairs")
+        self._conv_rows = rows("mof_convergence")
 
     # -- setup -----------------------------------------------------------------
     def setup(self, run) -> None:
@@ -165,20 +232,22 @@ class MOFFitter(MaxLikeFitter):
         group = [m.mm for m in members]
         full = group
         try:
+            # nsweep: passes with the neighbours modelled (ngmixer's mof_num_itr)
             if self.mof_pars is not None:
                 full = group + self._outside_neighbours(members)
-                nitr = self._from_mof_file(members, full)
+                nsweep = self._from_mof_file(members, full)
             elif len(members) == 1:
-                nitr = self._first_pass(members, raw=True)
+                self._first_pass(members, raw=True)
+                nsweep = 0
             elif self.mof["method"] == "joint" and len(members) <= self.mof["joint_max_group"]:
                 from ..mof.joint import joint_fit
-                nitr = self._first_pass(members, raw=False)
-                nitr += joint_fit(self, members, group)
+                self._first_pass(members, raw=False)
+                nsweep = joint_fit(self, members, group)
             else:
-                nitr = self._iterate(members, group, order_rng)
+                nsweep = self._iterate(members, group, order_rng)
             for m in members:
                 if m.usable:
-                    self._finish(m, members, full, nitr)
+                    self._finish(m, members, full, nsweep)
         except Exception as err:  # noqa: BLE001 - the run must go on
             reraise_if_interrupted(err)
             for m in members:
@@ -241,8 +310,13 @@ class MOFFitter(MaxLikeFitter):
                                 lm_pars=mpars["lm_pars"] or None,
                                 bounds=self.size_bounds(m, model))
             results[model] = res
+            old = m.guesses.get(model)
+            m.diffs.pop(model, None)
             if res["flags"] == 0:
-                m.guesses[model] = np.asarray(res["pars"], dtype="f8").copy()
+                new = np.asarray(res["pars"], dtype="f8").copy()
+                if old is not None and old.size == new.size:
+                    m.diffs[model] = parameter_diffs(old, new, res.get("pars_err"))
+                m.guesses[model] = new
         m.results.update(results)
         self.set_member_model(m, results[self.mof_model])
 
@@ -305,7 +379,7 @@ class MOFFitter(MaxLikeFitter):
                 break
             if not any(m.mm.ok for m in usable):
                 break
-        return nitr
+        return nitr - 1
 
     def _from_mof_file(self, members: list[_Member], full: list[MemberModel]) -> int:
         """One pass with the neighbours drawn from an earlier MOF output."""
@@ -362,7 +436,7 @@ class MOFFitter(MaxLikeFitter):
 
     # -- output ------------------------------------------------------------------
     def _finish(self, m: _Member, members: list[_Member], group: list[MemberModel],
-                nitr: int) -> None:
+                nsweep: int) -> None:
         """Final models and PSF fluxes on the corrected stamps; fill the row."""
         row = m.row
         full = group
@@ -384,20 +458,46 @@ class MOFFitter(MaxLikeFitter):
                                 bounds=self.size_bounds(m, model))
             m.results[model] = res
         mof_flags = self._mof_flags(m, members)
+        unconverged = mof_flags & (F.MOF_NOT_CONVERGED | F.MOF_SKIPPED_IN_CONV_CHECK)
         for model in self.models:
             res = m.results.get(model, {"flags": F.GAL_FIT_FAILURE, "pars": None})
-            fill_model(row, model, res, row["psfrec_T"])
-            if model == "cm":
-                for key in ("fracdev", "fracdev_err", "TdByTe"):
-                    if res.get(key) is not None:
-                        row[f"cm_{key}"] = res[key]
-            if res["flags"] != 0:
-                row["flags"] |= F.GAL_FIT_FAILURE
+            pars = res.get("pars")
+            at_bound = (res.get("flags", 1) == 0 and pars is not None
+                        and pars[4] >= 0.99 * self.max_T(m))
+            self.fill_fit(row, model, res, mb, F.AT_SIZE_BOUND if at_bound else 0)
+            if unconverged:
+                row[f"{model}_flags"] |= F.MOF_UNCONVERGED
             row[f"{model}_mof_flags"] = mof_flags
-            row[f"{model}_mof_num_itr"] = nitr
+            row[f"{model}_mof_num_itr"] = nsweep
+            if model in m.diffs:
+                for name, value in zip(("abs", "frac", "err"), m.diffs[model]):
+                    row[f"{model}_mof_{name}_diff"] = np.where(np.isfinite(value), value,
+                                                               F.DEFVAL)
         m.obj.extra["results"] = m.results
+        if not single:
+            self._ngmixer_nbrs_rows.append(self._nbrs_data(m, full))
         if self.mof.get("write_convergence_data"):
             self._record_nbrs(m, members, full)
+
+    def _nbrs_data(self, m: _Member, full: list[MemberModel]) -> np.ndarray:
+        """ngmixer's nbrs_data rows of one member: for every epoch used, each
+        neighbour (where and with which PSF it is drawn), then the member itself."""
+        rows = []
+        dtype = dtype_of(nbrs_data_columns(self.psf_model))
+        npsf = dtype["nbr_psf_fit_pars"].shape[0]
+        erow_of = {(int(e["band_num"]), int(e["cutout_index"])): e for e in m.erows}
+        if not self._id_of_number:
+            cat = self.io.object_table()
+            self._id_of_number = {int(n): int(i) for n, i in zip(cat["number"], cat["id"])}
+        ids = {id(mm): self._id_of_number.get(mm.number, -1) for mm in full}
+        for obslist in m.mbobs:
+            for obs in obslist:
+                erow = erow_of[(int(obs.meta["band"]), int(obs.meta["cutout_index"]))]
+                key = epoch_key(obs)
+                for nb in [x for x in full if x is not m.mm] + [m.mm]:
+                    rows.append(nbrs_data_row(erow, ids[id(nb)], nb, m.mm, obs, key, full,
+                                              npsf))
+        return np.array(rows, dtype=dtype)
 
     def _mof_flags(self, m: _Member, members: list[_Member]) -> int:
         flags = 0
@@ -417,6 +517,20 @@ class MOFFitter(MaxLikeFitter):
             if other.usable and not other.converged and not other.skipped \
                     and self.mof_pars is None:
                 flags |= F.NBR_NOT_CONVERGED
+        # the whole group's state, this member included (ngmixer's FOFMEM bits)
+        own = {F.MOF_NOT_CONVERGED: F.FOFMEM_NOT_CONVERGED,
+               F.MOF_SKIPPED_IN_CONV_CHECK: F.FOFMEM_SKIPPED_IN_CONV_CHECK}
+        for nbr_bit, fof_bit in ((F.NBR_NOT_CONVERGED, F.FOFMEM_NOT_CONVERGED),
+                                 (F.NBR_BAD_FIT, F.FOFMEM_BAD_FIT),
+                                 (F.NBR_NOT_FIT, F.FOFMEM_NOT_FIT),
+                                 (F.NBR_SKIPPED_IN_CONV_CHECK, F.FOFMEM_SKIPPED_IN_CONV_CHECK)):
+            if flags & nbr_bit:
+                flags |= fof_bit
+        for bit, fof_bit in own.items():
+            if flags & bit:
+                flags |= fof_bit
+        if not m.mm.ok and len(members) > 1:
+            flags |= F.FOFMEM_BAD_FIT
         return flags
 
     def _record_pass(self, members: list[_Member], itr: int) -> None:
@@ -443,6 +557,55 @@ class MOFFitter(MaxLikeFitter):
                                     np.asarray(pars)[:npars]))
 
 
+def nbrs_data_columns(psf_model: str) -> list[Column]:
+    """ngmixer's nbrs_data: the epoch's identification, then one neighbour."""
+    npsf = 6 * psf_ngauss(psf_model)
+    jac = "of the Jacobian placing the neighbour on this stamp"
+    return EPOCH_META_COLUMNS + [
+        Column("nbr_id", "i8", (), C.NONE, "id of the neighbour (the object's own id in "
+               "the last row of each epoch)"),
+        Column("nbr_flags", "i4", (), C.BITS, "neighbour flags (NBR_NOT_MODELLED, "
+               "NBR_OFF_EPOCH, NBR_HAS_NO_PSF_FIT)"),
+        Column("nbr_jac_row0", "f8", (), C.PIXEL, "row of the neighbour's reference "
+               "position (its cutout centre, or its sky position) in this stamp"),
+        Column("nbr_jac_col0", "f8", (), C.PIXEL, "column of that position"),
+        Column("nbr_jac_dudrow", "f8", (), "arcsec/pixel", f"du/drow {jac}"),
+        Column("nbr_jac_dudcol", "f8", (), "arcsec/pixel", f"du/dcol {jac}"),
+        Column("nbr_jac_dvdrow", "f8", (), "arcsec/pixel", f"dv/drow {jac}"),
+        Column("nbr_jac_dvdcol", "f8", (), "arcsec/pixel", f"dv/dcol {jac}"),
+        Column("nbr_psf_fit_pars", "f8", vec(npsf), C.PSF_FULL, "the PSF mixture the "
+               "neighbour is drawn with on this stamp (full parameters)"),
+    ]
+
+
+def nbrs_data_row(erow: np.ndarray, nbr_id: int, nb: MemberModel, central: MemberModel,
+                  obs, key: tuple[int, int], group: list[MemberModel], npsf: int) -> tuple:
+    """One nbrs_data row: where and with which PSF ``nb`` is drawn on ``obs``."""
+    jac = obs.jacobian
+    flags = 0
+    if nb is central:
+        row0, col0 = jac.get_cen()
+        psf = obs.psf.gmix if obs.psf is not None else None
+    else:
+        if key not in nb.centre or key not in nb.psf:
+            flags |= F.NBR_OFF_EPOCH
+        v, u = reference_vu(nb, central, obs)
+        row0, col0 = (float(x) for x in jac.get_rowcol(v, u))
+        psf = psf_for(nb, key, group)
+        if not nb.ok or psf is None:
+            flags |= F.NBR_NOT_MODELLED
+    if psf is None:
+        flags |= F.NBR_HAS_NO_PSF_FIT
+        row0 = col0 = F.DEFVAL
+        derivs = (F.DEFVAL,) * 4
+        pars = np.full(npsf, F.DEFVAL)
+    else:
+        derivs = (jac.dudrow, jac.dudcol, jac.dvdrow, jac.dvdcol)
+        pars = psf.get_full_pars()
+    meta = tuple(erow[c.name] for c in EPOCH_META_COLUMNS)
+    return meta + (nbr_id, flags, row0, col0) + derivs + (pars,)
+
+
 def read_mof_pars(path: str, model: str) -> dict:
     """number -> (pars, ok, fracdev, TdByTe) of ``model`` from an earlier MOF output."""
     from ..fitsfile import read_table
@@ -456,11 +619,13 @@ def read_mof_pars(path: str, model: str) -> dict:
     for row in data:
         fd = float(row["cm_fracdev"]) if model == "cm" else None
         td = float(row["cm_TdByTe"]) if model == "cm" else None
-        ok = int(row[f"{model}_flags"]) == 0
+        # the fit's own bits: an unconverged group's fits still model the neighbours
+        ok = int(row[f"{model}_flags"]) & F.FIT_BITS == 0
         out[int(row["number"])] = (np.array(row[f"{model}_pars"], dtype="f8"), ok, fd, td)
     return out
 
 
 register("mof")(MOFFitter)
 
-__all__ = ["MOFFitter", "read_mof_pars", "mof_model_of", "NBR_NOT_RENDERED"]
+__all__ = ["MOFFitter", "read_mof_pars", "mof_model_of", "nbrs_data_columns",
+           "NBR_NOT_RENDERED", "NBRS_DATA"]

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import PipelineError
 from .flags import METACAL_FAILURE
+from .roundstats import psf_means, round_measures
 
 logger = logging.getLogger(__name__)
 
@@ -494,56 +495,6 @@ class MetacalResult(dict):
     message: str = ""
 
 
-def _round_gmix(gmix):
-    """Round version of a mixture: each component keeps its area (det)."""
-    new = gmix.copy()
-    d = new.data
-    s = np.sqrt(d["irr"] * d["icc"] - d["irc"] ** 2)
-    d["irr"] = s
-    d["icc"] = s
-    d["irc"] = 0.0
-    new.set_norms()
-    return new
-
-
-def round_stats(res: dict, mbobs, model: str, **model_kw) -> tuple[float, float]:
-    """(T_r, s2n_r): T of the round model (area kept) and the S/N of the round
-    model convolved with each epoch's round PSF, through the weight maps."""
-    from .gmix import GMixModel
-
-    pars = np.asarray(res["pars"])
-    g1, g2, T = pars[2], pars[3], pars[4]
-    gsq = g1 * g1 + g2 * g2
-    T_r = T * (1.0 - gsq) / (1.0 + gsq)
-    spec_nshape = len(pars) - len(mbobs)
-    s2n_sq = 0.0
-    for iband, obslist in enumerate(mbobs):
-        bpars = np.concatenate([pars[:spec_nshape], [pars[spec_nshape + iband]]])
-        bpars[2] = bpars[3] = 0.0
-        bpars[4] = T_r
-        gm0 = GMixModel(bpars, model, **model_kw)
-        for ob in obslist:
-            gm = gm0.convolve(_round_gmix(ob.psf.gmix))
-            m = gm.make_image(ob.image.shape, ob.jacobian)
-            s2n_sq += float((m * m * ob.weight).sum())
-    return float(T_r), float(math.sqrt(s2n_sq))
-
-
-def psf_means(mbobs) -> tuple[np.ndarray, float]:
-    """Weight-sum weighted mean (g, T) of the epochs' PSF mixtures."""
-    gs = np.zeros(2)
-    Ts = 0.0
-    wsum = 0.0
-    for obslist in mbobs:
-        for ob in obslist:
-            w = float(ob.weight.sum())
-            g1, g2, T = ob.psf.gmix.get_g1g2T()
-            gs += w * np.array([g1, g2])
-            Ts += w * T
-            wsum += w
-    return gs / wsum, Ts / wsum
-
-
 def _failed_result(message: str, types) -> MetacalResult:
     out = MetacalResult()
     for t in types:
@@ -593,10 +544,13 @@ def metacal(obs: Any, model: str = "gauss", psf: str = "fitgauss", step: float =
         res["T_r"], res["s2n_r"] = np.nan, np.nan
         if res["flags"] == 0:
             try:
-                res["T_r"], res["s2n_r"] = round_stats(
-                    res, mb, model, fracdev=fit_kw.get("fracdev"), TdByTe=fit_kw.get("TdByTe"))
-            except (ValueError, PipelineError) as err:
+                rnd = round_measures(res["pars"], mb, model, fracdev=fit_kw.get("fracdev"),
+                                     TdByTe=fit_kw.get("TdByTe"))
+            except PipelineError as err:
                 logger.debug("round stats of %s failed: %s", t, err)
+            else:
+                if rnd["flags"] == 0:
+                    res["T_r"], res["s2n_r"] = rnd["T_r"], rnd["s2n_r"]
         out[t] = res
     result = MetacalResult({t: out[t] for t in types})
     bad = [t for t in types if result[t]["flags"] != 0]

@@ -122,8 +122,10 @@ def _fit_lm(psf_obs, model: str, am: dict, flux: float, ntry: int,
         except ValueError:
             continue
         if _valid_gmix(gmix):
+            flux, err = float(res["flux"][0]), float(res["flux_err"][0])
+            s2n = flux / err if err > 0 and math.isfinite(flux / err) else np.nan
             return _success(model, gmix, res["pars"], nfev=res.get("nfev", 0), ntry=itry + 1,
-                            chi2per=res.get("chi2per", np.nan))
+                            chi2per=res.get("chi2per", np.nan), s2n=s2n)
     return _failure(model, f"LM fit failed in {ntry} tries", last_flags)
 
 
@@ -158,6 +160,18 @@ def fit_pars_types(model: str) -> dict[str, type]:
         return dict(_EM_KEYS)
     from .maxlike import LM_PARS_TYPES
     return dict(LM_PARS_TYPES)
+
+
+def psf_ngauss(model: str) -> int:
+    """Gaussians in a PSF model's mixture (its full parameters: 6 per Gaussian)."""
+    if model in EM_MODELS:
+        return int(model[2:])
+    if model.startswith("coellip"):
+        return int(model[len("coellip"):])
+    if model == "admom":
+        return 1
+    from .models import get_model
+    return get_model(model).ngauss
 
 
 def psf_npars(model: str) -> int:

@@ -15,11 +15,30 @@ from typing import Iterator
 
 import numpy as np
 
-EPOCH_DTYPE = [
-    ("id", "i8"), ("number", "i8"), ("band_num", "i2"), ("cutout_index", "i4"),
-    ("orig_row", "f8"), ("orig_col", "f8"), ("file_id", "i4"), ("pixel_scale", "f8"),
-    ("npix", "i4"), ("wsum", "f8"), ("wmax", "f8"),
+from .. import columns as C
+from ..columns import Column
+
+#: ngmixer's epoch identification (also the first columns of MOF's nbrs_data)
+EPOCH_META_COLUMNS = [
+    Column("id", "i8", (), C.NONE, "id of the object (MEDS id)"),
+    Column("number", "i4", (), C.NONE, "number of the object (MEDS number, 1-based)"),
+    Column("band_num", "i2", (), C.NONE, "band index (order of the MEDS files)"),
+    Column("cutout_index", "i4", (), C.NONE, "cutout of the object in the MEDS file "
+           "(0 is the coadd)"),
+    Column("orig_row", "f8", (), C.PIXEL, "row of the object's centre in the source image"),
+    Column("orig_col", "f8", (), C.PIXEL, "column of the object's centre in the source "
+           "image"),
+    Column("file_id", "i4", (), C.NONE, "source image (row of the MEDS image_info)"),
+    Column("pixel_scale", "f8", (), "arcsec/pixel", "sqrt(|det J|) of the cutout's "
+           "Jacobian"),
 ]
+#: every epoch_data table starts with these (filled by the ImageIO)
+EPOCH_COLUMNS = EPOCH_META_COLUMNS + [
+    Column("npix", "i4", (), C.NONE, "pixels of the cutout"),
+    Column("wsum", "f8", (), C.INVVAR, "sum of the weight (region weight) over the cutout"),
+    Column("wmax", "f8", (), C.INVVAR, "largest weight in the cutout"),
+]
+EPOCH_DTYPE = [c.entry() for c in EPOCH_COLUMNS]
 
 
 @dataclass
@@ -39,7 +58,7 @@ class FitObject:
     epochs: np.ndarray = None  # EPOCH_DTYPE rows for the epochs used, in mbobs order
     nimage_tot: np.ndarray = field(default_factory=lambda: np.zeros(0, "i4"))
     nimage_use: np.ndarray = field(default_factory=lambda: np.zeros(0, "i4"))
-    mask_frac: float = 0.0
+    zero_weight_frac: float = 0.0   # raw weight 0 over all cutouts read
     extra: dict = field(default_factory=dict)
 
 

@@ -141,7 +141,7 @@ class MedsImageIO(ImageIO):
             npix += epochs.npix
             mbobs.append(epochs.obslist)
             band_rows.append(epochs.rows)
-        obj.mask_frac = nzero / npix if npix else 1.0
+        obj.zero_weight_frac = nzero / npix if npix else 1.0
         if obj.nimage_tot.sum() == 0:
             obj.obj_flags |= F.NO_CUTOUTS
         elif np.any(obj.nimage_use == 0):

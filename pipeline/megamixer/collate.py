@@ -4,10 +4,9 @@ Chunk tables are read whole with fitsio and joined with numpy (no per-row
 Python). The result is put in MEDS object order (chunks hold whole FoF groups,
 which need not be contiguous in the MEDS file), so the catalogue does not
 depend on the chunking. Every object of the tile must appear exactly once.
-Derived columns, per model M with ``M_flux``:
-``M_mag = magzp_ref - 2.5 log10(M_flux)`` (-9999 where flux <= 0),
-``M_flux_s2n = M_flux / M_flux_err``, ``M_T_s2n = M_T / M_T_err`` (-9999 where
-undefined), and ``psf_mag`` from ``psf_flux``.
+Derived columns (the DES collation's: ``M_flux_cov``, ``M_flux_s2n``,
+``M_mag``, ``M_logsb``, ``M_T_s2n``, ``M_weight``, ``psf_mag``, ...) are those
+of :mod:`pipeline.megamixer.derived`.
 
 Determinism: with the same seed the data tables are identical for any chunk
 size, system or worker count, except wall-clock columns written by ngmixit
@@ -28,14 +27,13 @@ from ..fitsfile import open_fits
 from .layout import JOB_LOG, RunLayout
 from .catalogue import CHUNK_DTYPE, COLLATED, MISSING, write_catalogue
 from .chunkcheck import check_output
+from .derived import derived_columns, epoch_columns
 from .qa import job_wall_seconds
 from .medsinfo import meds_ids, meds_magzp_ref
 from .tilerecord import TileRecord
 
 logger = logging.getLogger(__name__)
 
-DEFAULT = -9999.0
-DEFAULT_ERR = 9999.0
 MAX_NAMED = 10
 
 
@@ -151,7 +149,9 @@ def _zeropoints(meta: np.ndarray | None, rec: TileRecord, run_dir: Path) -> np.n
     """magzp_ref per band: from meta_data, else the MEDS metadata; None if unknown."""
     nband = len(rec.bands)
     if meta is not None and meta.dtype.names and "magzp_ref" in meta.dtype.names:
-        zp = np.ravel(np.asarray(meta["magzp_ref"][0], dtype=np.float64))
+        # one row per band (ngmixer's layout), or one row holding every band
+        zp = np.ravel(np.asarray(meta["magzp_ref"] if meta.size == nband
+                                 else meta["magzp_ref"][0], dtype=np.float64))
         if zp.size == nband:
             return zp
         if zp.size == 1:
@@ -168,41 +168,10 @@ def _zeropoints(meta: np.ndarray | None, rec: TileRecord, run_dir: Path) -> np.n
     return np.asarray(zps, dtype=np.float64)
 
 
-def _mag(flux: np.ndarray, zp: np.ndarray) -> np.ndarray:
-    f2 = flux.reshape(flux.shape[0], -1).astype(np.float64)
-    ok = f2 > 0
-    mag = np.where(ok, zp[: f2.shape[1]] - 2.5 * np.log10(np.where(ok, f2, 1.0)), DEFAULT)
-    return mag.reshape(flux.shape)
-
-
-def _ratio(val: np.ndarray, err: np.ndarray) -> np.ndarray:
-    val = val.astype(np.float64)
-    err = err.astype(np.float64)
-    ok = (err > 0) & (err != DEFAULT_ERR) & (val != DEFAULT)
-    return np.where(ok, val / np.where(ok, err, 1.0), DEFAULT)
-
-
-def derived_columns(model: np.ndarray, zp: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Magnitude and s2n columns to add (see module docstring)."""
-    names = model.dtype.names
-    out: dict[str, np.ndarray] = {}
-    if zp is not None and "psf_flux" in names:
-        out["psf_mag"] = _mag(model["psf_flux"], zp)
-    models = [n[:-5] for n in names if n.endswith("_flux") and n != "psf_flux"]
-    for m in models:
-        flux = model[f"{m}_flux"]
-        if zp is not None and f"{m}_mag" not in names:
-            out[f"{m}_mag"] = _mag(flux, zp)
-        err_name = f"{m}_flux_err"
-        if err_name in names and model[err_name].shape == flux.shape:
-            out[f"{m}_flux_s2n"] = _ratio(flux, model[err_name])
-        if f"{m}_T" in names and f"{m}_T_err" in names:
-            out[f"{m}_T_s2n"] = _ratio(model[f"{m}_T"], model[f"{m}_T_err"])
-    return {k: v for k, v in out.items() if k not in names}
-
-
 def add_columns(table: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:
     """A copy of ``table`` with extra columns (one copy per column, not per row)."""
+    if not cols:
+        return table
     descr = [(n, table.dtype[n]) for n in table.dtype.names]
     descr += [(n, v.dtype, v.shape[1:]) for n, v in cols.items()]
     out = np.empty(table.size, dtype=descr)
@@ -299,6 +268,7 @@ def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
         meta["fof_range"] = [0, rec.ngroups - 1]   # the tile, not the first chunk
     zp = _zeropoints(meta, rec, layout.run_dir)
     model = add_columns(model, derived_columns(model, zp))
+    epoch = add_columns(epoch, epoch_columns(epoch, list(rec.bands)))
 
     out = layout.collated(rec.tile)
     complete = not bad

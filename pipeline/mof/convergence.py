@@ -26,19 +26,30 @@ def expand(tol: list | None, default: list, npars: int) -> np.ndarray:
     return np.asarray(vals, dtype="f8")
 
 
-def member_converged(old: np.ndarray, new: np.ndarray, err: np.ndarray | None,
-                     maxabs: np.ndarray, maxfrac: np.ndarray, maxerr: float) -> bool:
-    """True when every parameter passes one of the three tests."""
+def parameter_diffs(old: np.ndarray, new: np.ndarray, err: np.ndarray | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(|new-old|, |new/old-1|, |new-old|/err)`` per parameter; inf where undefined
+    (old = 0, no positive finite error)."""
     old = np.asarray(old, dtype="f8")
     new = np.asarray(new, dtype="f8")
     diff = np.abs(new - old)
-    ok = diff <= maxabs
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(old != 0, np.abs(new / old - 1.0), np.inf)
-        ok |= frac <= maxfrac
-        if err is not None and maxerr is not None:
+        if err is None:
+            rel = np.full(diff.shape, np.inf)
+        else:
             err = np.asarray(err, dtype="f8")
-            ok |= np.where((err > 0) & np.isfinite(err), diff / err, np.inf) <= maxerr
+            rel = np.where((err > 0) & np.isfinite(err), diff / err, np.inf)
+    return diff, frac, rel
+
+
+def member_converged(old: np.ndarray, new: np.ndarray, err: np.ndarray | None,
+                     maxabs: np.ndarray, maxfrac: np.ndarray, maxerr: float) -> bool:
+    """True when every parameter passes one of the three tests."""
+    diff, frac, rel = parameter_diffs(old, new, err)
+    ok = (diff <= maxabs) | (frac <= maxfrac)
+    if maxerr is not None:
+        ok |= rel <= maxerr
     return bool(np.all(ok))
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import InputFileError
 from ..fileio import atomic_path
 from ..fitsfile import open_fits, read_table
+from ..gmix import flags as F
 from ..gmix.jacobian import Jacobian
 from ..gmix.observation import Observation, psf_observation
 from ..gmix.psf import fit_psf
@@ -72,7 +73,8 @@ def _member(m: MEDS, band: int, iobj: int, fit: np.void, model: str, psf_model: 
     mm = MemberModel(number=int(numbers[iobj]), ra=float(cat["ra"][iobj]),
                      dec=float(cat["dec"][iobj]), model=model)
     mm.pars = np.array(fit[f"{model}_pars"], dtype="f8")
-    mm.ok = int(fit[f"{model}_flags"]) == 0
+    # the fit's own bits: an unconverged group's fits still model the neighbours
+    mm.ok = int(fit[f"{model}_flags"]) & F.FIT_BITS == 0
     if model == "cm":
         mm.fracdev, mm.TdByTe = float(fit["cm_fracdev"]), float(fit["cm_TdByTe"])
     if mm.ok:
