@@ -54,7 +54,7 @@ def get_fitter(conf: dict, nband: int) -> "BaseFitter":
 
 
 def model_columns(prefix: str, npars: int, nband: int) -> list:
-    """Columns of one max-likelihood model fit, REFERENCE.md naming."""
+    """Columns of one max-likelihood model fit, named as ngmixer names them (docs/outputs.rst)."""
     p = prefix
     return [
         (f"{p}_flags", "i4"), (f"{p}_pars", "f8", npars), (f"{p}_pars_cov", "f8", (npars, npars)),
