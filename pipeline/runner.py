@@ -27,7 +27,7 @@ from .errors import ConfigError, InputFileError, PipelineError
 from .fileio import atomic_path, check_writable, temporary_name
 from .fitconfig import load_fit_config
 from .fitsfile import check_regular_file, read_header
-from .fitters.base import get_fitter
+from .fitters.base import BaseFitter, get_fitter
 from .gmix import flags as F
 from .identity import check_derived_file, tile_catalog
 from .imageio.base import EPOCH_DTYPE
@@ -61,6 +61,16 @@ class RunOptions:
 def object_rng(seed: int, object_id: int) -> np.random.Generator:
     """The random stream of one object: a function of the run seed and its id only."""
     return np.random.default_rng(np.random.SeedSequence([seed, int(object_id) % 2**63]))
+
+
+def table_dtypes(fitter: BaseFitter, nband: int) -> tuple[np.dtype, np.dtype]:
+    """The ``model_fits`` and ``epoch_data`` dtypes of ``fitter``'s output.
+
+    They follow from the config and the band count alone, before any fit (the
+    column reference of the documentation is generated from them).
+    """
+    return (np.dtype(base_dtype(nband) + fitter.model_dtype()),
+            np.dtype(EPOCH_DTYPE + fitter.epoch_dtype()))
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -131,8 +141,7 @@ class Run:
         except ConfigError as err:
             raise ConfigError(f"{config_path}: {err}") from None
         self.fitter.setup(self)
-        self.model_dtype = np.dtype(base_dtype(self.nband) + self.fitter.model_dtype())
-        self.epoch_dtype = np.dtype(EPOCH_DTYPE + self.fitter.epoch_dtype())
+        self.model_dtype, self.epoch_dtype = table_dtypes(self.fitter, self.nband)
         self.diagnostics: list[dict] = []
         self.provenance = fit_provenance(
             config_path, self.catalog.digest(),
