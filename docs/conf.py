@@ -39,5 +39,6 @@ megamixer_require_column_docs = False
 
 html_theme = "alabaster"
 html_theme_options = {"description": "Galaxy shapes and fluxes for imaging surveys, at scale",
-                      "fixed_sidebar": True}
+                      "fixed_sidebar": True, "page_width": "1280px", "sidebar_width": "220px",
+                      "body_max_width": "none"}
 html_static_path = []

@@ -115,7 +115,7 @@ def config_reference(kind: str) -> tuple[list[str], list[str]]:
     """The reference table of one config kind; returns (reST lines, source files)."""
     schema, source = schema_of(kind)
     lines = list_table(["key", "type", "default", "allowed", "meaning"], config_rows(schema),
-                       widths=[22, 12, 16, 25, 25])
+                       widths=[22, 9, 14, 25, 30])
     return lines, [source]
 
 
