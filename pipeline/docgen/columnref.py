@@ -12,7 +12,7 @@ changes with it is written in terms of ``nband`` (``5+nband`` parameters).
 
 Descriptions come from module-level dicts named ``COLUMN_DOCS`` (or ending in
 ``COLUMN_DOCS``) in the modules of :data:`DOC_MODULES`, mapping a column name or
-a pattern to ``(unit, meaning)``. A pattern holds placeholders in braces, e.g.
+a pattern to ``(unit, meaning)`` (or just a meaning). A pattern holds placeholders in braces, e.g.
 ``{m}_flux`` (``{m}``: a model of ``models``) or ``mcal_g{s}`` (``{s}``: a metacal
 type suffix); a column takes the exact entry, else the matching pattern with the
 most literal characters.
@@ -34,7 +34,7 @@ from ..fitters.base import get_fitter
 from ..gmix.flags import NO_ATTEMPT
 from ..gmix.metacal import METACAL_TYPES
 from ..rows import default_row
-from .rst import heading, list_table, literal, text
+from .rst import list_table, literal, text
 
 #: band counts the dtypes are computed for (two, to tell nband-dependent shapes)
 NBANDS = (3, 4)
@@ -105,21 +105,28 @@ def _pattern(key: str) -> re.Pattern | None:
     return re.compile(".*?".join(re.escape(p) for p in parts))
 
 
+def _entry(value) -> tuple[str, str]:
+    """A COLUMN_DOCS value as (unit, meaning); a plain string is a meaning."""
+    return ("", value) if isinstance(value, str) else (str(value[0]), str(value[1]))
+
+
 def describe(names: list[str], docs: list[dict]) -> tuple[str, str] | None:
-    """(unit, meaning) of a column, trying each of its names (template, then
-    literal): exact entries first, then the most specific matching pattern."""
+    """(unit, meaning) of a column known by ``names`` (its template such as
+    ``{m}_flux`` first, then its literal names): an exact entry for any name, else
+    the matching pattern with the most literal characters."""
     for name in names:
         for table in docs:
             if name in table:
-                return table[name]
+                return _entry(table[name])
+    literal_names = names[1:] or names   # patterns match real column names
     best = None
     for table in docs:
         for key, value in table.items():
             pattern = _pattern(key)
-            if pattern and any(pattern.fullmatch(n) for n in names[1:] or names):
+            if pattern and any(pattern.fullmatch(n) for n in literal_names):
                 score = len(re.sub(r"\{[^{}]*\}", "", key))
                 if best is None or score > best[0]:
-                    best = (score, value)
+                    best = (score, _entry(value))
     return None if best is None else best[1]
 
 
