@@ -26,6 +26,8 @@ setup(
     extras_require={
         "dask": ["dask>=2023.1", "distributed>=2023.1", "dask-jobqueue>=0.8"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "wheel"],
+        # the documentation site (docs/, built by tests/test_docs.py with -W)
+        "docs": ["sphinx>=7.2", "numpydoc>=1.6"],
     },
     entry_points={
         "console_scripts": [

@@ -75,7 +75,11 @@ SEED = Range(SEED_MIN, SEED_MAX)
 
 
 def plain_name(value: Any) -> str | None:
-    """Problem with a name used in file and job names (None when fine)."""
+    """A plain name: a letter or digit, then letters, digits and ``_.+=-``.
+
+    Names end up in file names, job names and scheduler directives; returns the
+    problem, or None when the name is fine.
+    """
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         return (f"must be a plain name (a letter or digit, then letters, digits and _.+=-), "
                 f"got {value!r}")
@@ -84,25 +88,46 @@ def plain_name(value: Any) -> str | None:
 
 @dataclass
 class Key:
-    """Specification of one config key.
+    """Specification of one config key (rendered by the docs' config reference).
 
-    types: accepted Python types (``float`` also accepts ints; ``bool`` is never
+    Parameters
+    ----------
+    types
+        Accepted Python types (``float`` also accepts ints; ``bool`` is never
         accepted as a number).
-    default: value used when the key is absent; ``REQUIRED`` makes it mandatory.
-    schema: for mappings, the schema of the nested keys.
-    values_schema: for mappings with free keys (e.g. one entry per model), the
-        schema every value must follow.
-    values: for mappings with free keys, the spec every value must follow.
-    keys: allowed free keys of such a mapping.
-    items: for lists, the spec of every element.
-    choices: allowed values.
-    check: callable returning a problem ("must be ...") or None, for values that
-        passed the type check (e.g. :class:`Range`, :func:`plain_name`).
-    length: exact length of a list.
-    unique: list elements must be distinct.
-    nonempty: a list or mapping must not be empty.
-    verbatim: strings may hold control characters (e.g. shell lines).
-    sparse: a mapping with a ``schema`` keeps only the keys given (no defaults filled).
+    default
+        Value used when the key is absent; ``REQUIRED`` makes it mandatory.
+    doc
+        What the key means, one line.
+    schema
+        For mappings, the schema of the nested keys.
+    values_schema
+        For mappings with free keys (e.g. one entry per model), the schema every
+        value must follow.
+    values
+        For mappings with free keys, the spec every value must follow.
+    keys
+        Allowed free keys of such a mapping.
+    items
+        For lists, the spec of every element.
+    choices
+        Allowed values.
+    check
+        Callable returning a problem ("must be ...") or None, for values that
+        passed the type check (e.g. :class:`Range`, :func:`plain_name`); the docs
+        describe it by its ``describe()`` method, else its docstring's first line.
+    length
+        Exact length of a list.
+    unique
+        List elements must be distinct.
+    nonempty
+        A list or mapping must not be empty.
+    verbatim
+        Strings may hold control characters (e.g. shell lines).
+    sparse
+        A mapping with a ``schema`` keeps only the keys given (no defaults filled).
+    nullable
+        ``null`` is accepted (and kept) as the value.
     """
 
     types: tuple | type = object

@@ -641,7 +641,7 @@ def _seg_ids_from_meds(m, path: str, numbers: np.ndarray, valid: np.ndarray
 
 
 def catalog_numbers(cat: np.ndarray) -> np.ndarray:
-    """Object ``number`` column, or index+1 when absent (MEDS.md)."""
+    """Object ``number`` column, or index+1 when absent (docs/meds.rst)."""
     if "number" in cat.dtype.names:
         return np.asarray(cat["number"], dtype=np.int64)
     return np.arange(1, len(cat) + 1, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""cweight, uberseg and outlier rejection (MEDS.md definitions)."""
+"""cweight, uberseg and outlier rejection (definitions: docs/meds.rst)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Multi-object fitting (MOF): fit every member of a FoF group with the others
-modelled (REFERENCE.md "Multi-object fitting").
+modelled (the method and its keys: docs/configs.rst, ``mof``).
 
 Iterative mode (``mof.method: iterate``), per group:
 

@@ -1,5 +1,5 @@
 """The fitting engine: Gaussian mixtures, Jacobians, observations, rendering,
-max-likelihood fits with priors (see DESIGN.md "Engine API")."""
+max-likelihood fits with priors (reference: docs/api/gmix.rst)."""
 from .gmix import GAUSS_DTYPE, GMix, GMixModel, GMixRangeError, make_gmix
 from .jacobian import DiagonalJacobian, Jacobian
 from .models import get_model

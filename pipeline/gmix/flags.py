@@ -43,20 +43,20 @@ ENGINE_FLAG_NAMES = {
 }
 
 # --- fitter flags (model_fits "flags"), values as in the DES tools -----------
-PSF_FIT_FAILURE = 2**0
-GAL_FIT_FAILURE = 2**1
-PSF_FLUX_FIT_FAILURE = 2**2
-LOW_PSF_FLUX = 2**3
-METACAL_FAILURE = 2**4
+PSF_FIT_FAILURE = 2**0        # no epoch of some band kept a PSF fit
+GAL_FIT_FAILURE = 2**1        # a model fit failed (its M_flags say why)
+PSF_FLUX_FIT_FAILURE = 2**2   # the PSF flux fit failed in some band (see psf_flags)
+LOW_PSF_FLUX = 2**3           # reserved (DES value); not set by this pipeline
+METACAL_FAILURE = 2**4        # a metacal fit failed or could not run (see mcal_flags)
 
 # --- run-level flags ----------------------------------------------------------
-OBJECT_IN_BLACKLIST = 2**24
-BAD_OBJ = 2**25
-IMAGE_FLAGS = 2**26
-NO_CUTOUTS = 2**27
-BOX_SIZE_TOO_BIG = 2**28
-UTTER_FAILURE = 2**29
-NO_ATTEMPT = 2**30
+OBJECT_IN_BLACKLIST = 2**24   # reserved (DES value); not set by this pipeline
+BAD_OBJ = 2**25               # flagged in the --obj-flags file: not fitted
+IMAGE_FLAGS = 2**26           # some band has no usable epoch (image flags, weights): not fitted
+NO_CUTOUTS = 2**27            # no cutout in any band: not fitted
+BOX_SIZE_TOO_BIG = 2**28      # stamp larger than max_box_size: not fitted
+UTTER_FAILURE = 2**29         # an exception while reading or fitting (see OUT-diagnostics.jsonl)
+NO_ATTEMPT = 2**30            # not fitted (the default of every flags column)
 
 # --- MOF flags ({m}_mof_flags), ngmixer's values ---------------------------------
 NBR_NOT_CONVERGED = 2**0

@@ -19,7 +19,7 @@ GAUSS_DTYPE = np.dtype([
 
 
 class GMixRangeError(ValueError):
-    """Parameters outside the domain of the model (|g| >= 1, singular covariance)."""
+    """Parameters outside the domain of the model (``|g| >= 1``, singular covariance)."""
 
 
 class GMix:

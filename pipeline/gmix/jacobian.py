@@ -59,7 +59,7 @@ class Jacobian:
         self._data[1] = col
 
     def get_det(self) -> float:
-        """Determinant (dudrow dvdcol - dudcol dvdrow); its |.| is the pixel area."""
+        """Determinant ``dudrow dvdcol - dudcol dvdrow``; its absolute value is the pixel area."""
         d = self._data
         return float(d[4] * d[3] - d[5] * d[2])
 
@@ -67,7 +67,7 @@ class Jacobian:
         return abs(self.get_det())
 
     def get_scale(self) -> float:
-        """Linear pixel scale sqrt(|det|) in arcsec."""
+        """Linear pixel scale ``sqrt(|det|)`` in arcsec."""
         return math.sqrt(self.get_area())
 
     scale = property(get_scale)

@@ -137,7 +137,7 @@ class TwoSidedErf(Prior):
 
 
 class GPriorBA(Prior):
-    """Shape prior p(g) proportional to (1 - g^2)^2 exp(-g^2 / (2 sigma^2)), |g| < 1."""
+    """Shape prior ``p(g)`` proportional to ``(1 - g^2)^2 exp(-g^2 / (2 sigma^2))``, ``|g| < 1``."""
     ndim = 2
 
     def __init__(self, sigma: float):

@@ -53,7 +53,7 @@ class FitObject:
     dec: float
     box_size: int
     nband: int
-    obj_flags: int = 0         # run-level flags set while reading (REFERENCE.md bits)
+    obj_flags: int = 0         # run-level flags set while reading (gmix.flags)
     mbobs: object = None       # pipeline.gmix MultiBandObsList, or None when unusable
     epochs: np.ndarray = None  # EPOCH_DTYPE rows for the epochs used, in mbobs order
     nimage_tot: np.ndarray = field(default_factory=lambda: np.zeros(0, "i4"))

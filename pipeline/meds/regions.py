@@ -1,6 +1,6 @@
 """Weight-map regions used by fitters: cweight, uberseg, outlier rejection.
 
-Definitions follow MEDS.md. Jacobians are dicts as returned by
+Definitions: docs/meds.rst, "Weight regions". Jacobians are dicts as returned by
 ``MEDS.get_jacobian`` (row0, col0, dudrow, dudcol, dvdrow, dvdcol); an epoch
 Jacobian of ``None`` means the stamp *is* the coadd stamp (no resampling).
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 Jacobian = Mapping[str, float]
 
-#: outlier rejection across epochs (MEDS.md): deviation limit in sigma, and the
+#: outlier rejection across epochs (docs/meds.rst): deviation limit in sigma, and the
 #: allowance for PSF/astrometry differences that grows with the median flux
 OUTLIER_NSIGMA = 5.0
 OUTLIER_A = 0.3

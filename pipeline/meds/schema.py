@@ -1,4 +1,4 @@
-"""MEDS layout constants shared by the reader and the writer (see MEDS.md)."""
+"""MEDS layout constants shared by the reader and the writer (see docs/meds.rst)."""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ _QUEUE = re.compile(r"[A-Za-z0-9_.+=-]+(,[A-Za-z0-9_.+=-]+)*")
 
 
 def _queue(value: Any) -> str | None:
+    """Queue or partition names: letters, digits and ``_.+=-``, comma-separated."""
     if not _QUEUE.fullmatch(value):
         return (f"must be a queue or partition name (letters, digits, _.+=-, comma-separated), "
                 f"got {value!r}")
@@ -43,10 +44,12 @@ def _resource(parse) -> Any:
         except ConfigError as err:
             return f"is invalid: {str(err)}"
         return None
+    check.__doc__ = parse.__doc__   # what the config reference shows
     return check
 
 
 def _pattern(value: Any) -> str | None:
+    """A path pattern using only ``{input_dir}``, ``{tile}`` and ``{band}``."""
     try:
         value.format(input_dir="d", tile="t", band="b")
     except (KeyError, IndexError, ValueError) as err:

@@ -1,4 +1,4 @@
-"""Convergence test of the MOF sweeps (REFERENCE.md).
+"""Convergence test of the MOF sweeps (keys ``mof.*conv``: docs/configs.rst).
 
 A member has converged when, for every parameter i, at least one of
 ``|new-old| <= maxabs_conv[i]``, ``|new/old - 1| <= maxfrac_conv[i]``,

@@ -47,7 +47,7 @@ def make_seg(shape: tuple[int, int], stamps: Sequence[Stamp | None], numbers: np
         owner[sl][better] = number
     seg = np.where(detection > threshold * noise_sigma, owner, 0).astype("i4")
     # the pixel containing the centre (rounded) and the truncated centre that MEDS
-    # readers look up for an object's seg id (MEDS.md); blended objects are >= 3
+    # readers look up for an object's seg id (docs/meds.rst); blended objects are >= 3
     # pixels apart, so these pixels never collide between objects
     for offset in (0.5, 0.0):
         rows = np.clip(np.floor(np.asarray(centre_rows) + offset).astype(int), 0, shape[0] - 1)
