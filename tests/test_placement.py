@@ -125,14 +125,19 @@ def test_clustered_placement():
     assert np.median(nearest[clustered]) < 0.6 * np.median(nearest[loose])
 
 
-def test_separated_placement_honours_density_without_overlaps():
-    cfg = cfg_with(placement="separated", density=12.0, blend_frac=0.3)
+def test_separated_placement_isolates_groups_at_the_density_asked():
+    """No light drawn for one group (render stamps) on another group's stamps."""
+    cfg = cfg_with(placement="separated", density=8.0, blend_frac=0.3)
     plan = plan_tile("S", 300, ["r"], 1, 5, cfg)
     t = plan.truth
-    assert abs(plan.density / 12.0 - 1) < 1.0 / plan.side
-    overlap = stamp_overlaps(t)
+    assert abs(plan.density / 8.0 - 1) < 1.0 / plan.side
     units = unit_of(t)
-    assert not np.any(overlap & (units[:, None] != units[None, :]))
+    other = units[:, None] != units[None, :]
+    assert not np.any(stamp_overlaps(t) & other)
+    reach = (t["box_size"][:, None] + t["render_size"][None, :]) / 2   # i's stamp, j's light
+    light = (np.abs(t["row"][:, None] - t["row"][None, :]) < reach) \
+        & (np.abs(t["col"][:, None] - t["col"][None, :]) < reach)
+    assert not np.any(light & other)
     half = t["box_size"] / 2
     assert np.all(t["row"] - half >= -0.5) and np.all(t["row"] + half <= plan.side - 0.5)
 
@@ -143,7 +148,7 @@ def test_separated_placement_refuses_what_it_cannot_meet():
     cfg = cfg_with(placement="separated", blend_frac=0.0)
     cat = draw_properties(nobj, ["r"], seed, cfg)
     top = separated_max_density(cat, blend_units(cat, rng_for(seed, STREAM_PLACE), cfg), cfg)
-    assert 10 < top < 25
+    assert 5 < top < 12
     with pytest.raises(ConfigError) as err:
         plan_tile("S", nobj, ["r"], 1, seed, dict(cfg, density=1.02 * top))
     msg = str(err.value)

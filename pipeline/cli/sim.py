@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--density", type=float, default=None,
                         help="objects per arcmin^2 (sets the image size)")
     parser.add_argument("--placement", default=None,
-                        help="'separated' (no two groups' stamps overlap) or 'random' "
+                        help="'separated' (groups isolated) or 'random' "
                              "(uniform, stamps overlap as on the sky)")
     parser.add_argument("--config", default=None, help="simulation config (YAML)")
     parser.add_argument("--nproc", type=int, default=None,

@@ -119,12 +119,13 @@ SIM_SCHEMA: dict[str, Key] = {
                        check=POSITIVE),
     "ra_center": Key(float, 10.0, "tile centre, degrees", check=Range(0, 360, hi_open=True)),
     "dec_center": Key(float, 0.0, "tile centre, degrees", check=Range(-90, 90)),
-    "density": Key(float, 12.0, "objects per square arcmin (sets the image size)",
+    "density": Key(float, 6.0, "objects per square arcmin (sets the image size)",
                    check=POSITIVE, nullable=False),
     "image_size": Key(int, None, "image side in pixels; overrides density when set",
                       check=Range(64)),
-    "placement": Key(str, "separated", "'separated': no two groups' stamps overlap; "
-                     "'random': uniform (optionally clustered), stamps overlap as on the sky",
+    "placement": Key(str, "separated", "'separated': groups isolated (no light on another "
+                     "group's stamps); 'random': uniform (optionally clustered), stamps "
+                     "overlap as on the sky",
                      choices=PLACEMENTS, nullable=False),
     "clustering": Key(dict, {}, "placement random: a fraction of the objects in Gaussian "
                       "clusters", schema=CLUSTERING_SCHEMA),

@@ -13,13 +13,14 @@ relative; ``TilePlan.density`` holds it). Nothing is changed silently: a
 request the placement cannot meet is a one-line ``ConfigError``.
 
 ``placement: separated``
-    No two units' stamps (``box_size`` squares around each object) overlap:
-    units are placed one by one, largest first, at random positions where their
-    stamps overlap no stamp placed before (at least ``SEP_GAP_PIX`` apart) and
-    lie inside the image. A random sequential packing jams well below full
-    cover, so the stamps (each side grown by the gap) may cover at most
-    ``SEP_MAX_COVER`` of the image: a denser request is refused, naming the
-    maximum density for these objects.
+    Units are isolated: no light drawn for one unit (its objects' render stamps,
+    ``render_size`` squares) falls on another unit's stamps (``box_size``
+    squares), which stay at least ``SEP_GAP_PIX`` apart and inside the image.
+    Units are placed one by one, largest first, at random positions where they
+    meet no unit placed before. A random sequential packing jams well below full
+    cover, so the exclusion squares (halfway between stamp and render stamp,
+    exact for two equal units) may cover at most ``SEP_MAX_COVER`` of the image:
+    a denser request is refused, naming the maximum density for these objects.
 
 ``placement: random``
     Units are placed uniformly at random (real tiles), so stamps overlap freely
@@ -55,7 +56,7 @@ STREAM_PLACE = 5
 
 MIN_SEP_PIX = 3.0      # object centres at least this far apart: distinct centre pixels
 SEP_GAP_PIX = 1.0      # separated: pixels between two units' stamps (integer stamps never touch)
-SEP_MAX_COVER = 0.5    # separated: largest fraction of the image the grown stamps may cover
+SEP_MAX_COVER = 0.5    # separated: largest fraction of the image the exclusion squares cover
 SEP_TRIES = 20000      # separated: random candidate positions per unit before giving up
 RANDOM_ROUNDS = 1000   # random: redraw rounds for units too close to another
 PLACEMENTS = ("separated", "random")
@@ -131,10 +132,9 @@ def blend_units(cat: np.ndarray, rng: np.random.Generator, cfg: dict) -> Units:
 # ------------------------------------------------------------------ separated
 
 
-def _unit_extents(cat: np.ndarray, units: Units) -> np.ndarray:
-    """(nunit, 4) row_lo, row_hi, col_lo, col_hi of each unit's stamps around its
-    primary, each side grown by half the gap."""
-    half = 0.5 * cat["box_size"].astype("f8") + 0.5 * SEP_GAP_PIX
+def _unit_extents(units: Units, half: np.ndarray) -> np.ndarray:
+    """(nunit, 4) row_lo, row_hi, col_lo, col_hi around each unit's primary of the
+    squares of half side ``half`` (per object) centred on its members."""
     nunit = units.primary.size
     ext = np.empty((nunit, 4))
     for axis in (0, 1):
@@ -145,47 +145,62 @@ def _unit_extents(cat: np.ndarray, units: Units) -> np.ndarray:
     return ext
 
 
+def _separated_extents(cat: np.ndarray, units: Units) -> tuple[np.ndarray, ...]:
+    """Per unit: stamp extents, drawn-light (render stamp) extents, both grown by half
+    the gap, and the packing extents halfway between them (the exclusion zone of two
+    equal units)."""
+    box = 0.5 * cat["box_size"].astype("f8") + 0.5 * SEP_GAP_PIX
+    light = 0.5 * cat["render_size"].astype("f8") + 0.5 * SEP_GAP_PIX
+    return (_unit_extents(units, box), _unit_extents(units, light),
+            _unit_extents(units, 0.5 * (box + light)))
+
+
 def separated_max_density(cat: np.ndarray, units: Units, cfg: dict) -> float:
     """Highest density (objects/arcmin^2) at which ``placement: separated`` is tried:
-    the grown stamps then cover ``SEP_MAX_COVER`` of the image."""
-    ext = _unit_extents(cat, units)
-    area = float(np.sum((ext[:, 1] - ext[:, 0]) * (ext[:, 3] - ext[:, 2])))
+    the packing extents then cover ``SEP_MAX_COVER`` of the image."""
+    pack = _separated_extents(cat, units)[2]
+    area = float(np.sum((pack[:, 1] - pack[:, 0]) * (pack[:, 3] - pack[:, 2])))
     arcmin2 = area / SEP_MAX_COVER * (cfg["pixel_scale"] / 60.0) ** 2
     return len(cat) / arcmin2
 
 
-class _RectGrid:
-    """Placed rectangles binned in square cells at least as wide as the largest one, so
-    a new rectangle can only meet rectangles of its own and the 8 surrounding cells."""
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+class _UnitGrid:
+    """Placed units binned by primary position in square cells wider than any two
+    units' reach, so a new unit can only meet units of its own and the 8 surrounding
+    cells."""
 
     def __init__(self, cell: float) -> None:
         self.cell = max(cell, 1.0)
-        self.cells: dict[tuple[int, int], list[tuple[float, float, float, float]]] = {}
+        self.cells: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
 
-    def _key(self, row: float, col: float) -> tuple[int, int]:
-        return int(row // self.cell), int(col // self.cell)
+    def _key(self, pos: np.ndarray) -> tuple[int, int]:
+        return int(pos[0] // self.cell), int(pos[1] // self.cell)
 
-    def free(self, rect: tuple[float, float, float, float]) -> bool:
-        r0, r1, c0, c1 = rect
-        i, j = self._key(0.5 * (r0 + r1), 0.5 * (c0 + c1))
+    def free(self, pos: np.ndarray, box: np.ndarray, light: np.ndarray) -> bool:
+        """No light of the new unit on placed stamps, none of theirs on its stamps."""
+        i, j = self._key(pos)
         for di in (-1, 0, 1):
             for dj in (-1, 0, 1):
-                for (a0, a1, b0, b1) in self.cells.get((i + di, j + dj), ()):
-                    if r0 < a1 and a0 < r1 and c0 < b1 and b0 < c1:
+                for other_box, other_light in self.cells.get((i + di, j + dj), ()):
+                    if _overlap(box, other_light) or _overlap(light, other_box):
                         return False
         return True
 
-    def add(self, rect: tuple[float, float, float, float]) -> None:
-        r0, r1, c0, c1 = rect
-        self.cells.setdefault(self._key(0.5 * (r0 + r1), 0.5 * (c0 + c1)), []).append(rect)
+    def add(self, pos: np.ndarray, box: np.ndarray, light: np.ndarray) -> None:
+        self.cells.setdefault(self._key(pos), []).append((box, light))
 
 
 def place_separated(cat: np.ndarray, units: Units, side: int, rng: np.random.Generator,
                     cfg: dict) -> np.ndarray:
-    """Primary positions (nunit, 2) with no two units' stamps overlapping (module doc)."""
+    """Primary positions (nunit, 2) with no unit's drawn light on another's stamps
+    (module doc)."""
     nobj = len(cat)
-    ext = _unit_extents(cat, units)
-    height, width = ext[:, 1] - ext[:, 0], ext[:, 3] - ext[:, 2]
+    box, light, pack = _separated_extents(cat, units)
+    height, width = box[:, 1] - box[:, 0], box[:, 3] - box[:, 2]
     what = (f"image_size {side}" if cfg["image_size"] is not None
             else f"density {cfg['density']:g}")
     widest = float(np.max(np.maximum(height, width))) - SEP_GAP_PIX
@@ -197,37 +212,37 @@ def place_separated(cat: np.ndarray, units: Units, side: int, rng: np.random.Gen
     top = separated_max_density(cat, units, cfg)
     if cfg["image_size"] is None and cfg["density"] > top:
         raise ConfigError(f"sim config: placement 'separated' cannot meet density "
-                          f"{cfg['density']:g}: these {nobj} objects' stamps fit without "
-                          f"overlapping up to {top:.2f} objects/arcmin^2 (stamps covering "
-                          f"{SEP_MAX_COVER:.0%} of the tile); lower density, or use "
-                          f"placement: random")
+                          f"{cfg['density']:g}: these {nobj} objects fit apart (no object's "
+                          f"light on another group's stamps) up to {top:.2f} "
+                          f"objects/arcmin^2; lower density, or use placement: random")
     if cfg["image_size"] is not None and realised_density(nobj, side, cfg) > top:
         need = math.ceil(side * math.sqrt(realised_density(nobj, side, cfg) / top))
         raise ConfigError(f"sim config: placement 'separated' cannot fit these {nobj} "
-                          f"objects' stamps without overlapping in image_size {side}: "
-                          f"it needs >= {need} pixels (stamps covering at most "
-                          f"{SEP_MAX_COVER:.0%} of the tile), or use placement: random")
-    order = sorted(range(units.primary.size), key=lambda k: (-height[k] * width[k], k))
-    grid = _RectGrid(float(max(height.max(), width.max())))
+                          f"objects apart (no object's light on another group's stamps) "
+                          f"in image_size {side}: it needs >= {need} pixels, or use "
+                          f"placement: random")
+    area = (pack[:, 1] - pack[:, 0]) * (pack[:, 3] - pack[:, 2])
+    order = sorted(range(units.primary.size), key=lambda k: (-area[k], k))
+    grid = _UnitGrid(2.0 * float(np.max(np.abs(light))))
     centres = np.empty((units.primary.size, 2))
     lo, hi = -0.5, side - 0.5  # the pixel grid in 0-offset coordinates
     for k in order:
-        rlo, rhi, clo, chi = ext[k] + np.array([0.5, -0.5, 0.5, -0.5]) * SEP_GAP_PIX
+        # the unit's stamps (without the gap) inside the image
+        rlo, rhi, clo, chi = box[k] + np.array([0.5, -0.5, 0.5, -0.5]) * SEP_GAP_PIX
+        hit = None
         for _ in range(0, SEP_TRIES, 64):
             cand = np.column_stack((rng.uniform(lo - rlo, hi - rhi, 64),
                                     rng.uniform(lo - clo, hi - chi, 64)))
-            hit = next((c for c in cand if grid.free(
-                (c[0] + ext[k, 0], c[0] + ext[k, 1], c[1] + ext[k, 2], c[1] + ext[k, 3]))),
-                None)
+            hit = next((c for c in cand if grid.free(c, box[k] + np.repeat(c, 2),
+                                                     light[k] + np.repeat(c, 2))), None)
             if hit is not None:
                 break
-        else:
+        if hit is None:
             raise ConfigError(f"sim config: placement 'separated' could not place {nobj} "
-                              f"objects without overlapping stamps at {what} (random "
-                              f"packing jammed; at most about {top:.2f} objects/arcmin^2 "
-                              f"for these objects); lower density, or use placement: random")
-        grid.add((hit[0] + ext[k, 0], hit[0] + ext[k, 1], hit[1] + ext[k, 2],
-                  hit[1] + ext[k, 3]))
+                              f"objects apart at {what} (random packing jammed; at most "
+                              f"about {top:.2f} objects/arcmin^2 for these objects); lower "
+                              f"density, or use placement: random")
+        grid.add(hit, box[k] + np.repeat(hit, 2), light[k] + np.repeat(hit, 2))
         centres[k] = hit
     return centres
 
