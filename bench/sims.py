@@ -1,7 +1,8 @@
 """Benchmark of the tile simulation: wall time, per-stage times and objects/s.
 
     python bench/sims.py [--nobj 1000] [--bands g,r,i] [--nepoch 4] [--nproc 2]
-                         [--seed 1] [--blend-frac 0.1] [--config configs/sim.yaml]
+                         [--seed 1] [--blend-frac 0.1] [--placement random]
+                         [--density 30] [--config configs/sim.yaml]
                          [--outdir DIR] [--flux-check]
 
 The target (issue 2) is 1000 objects x 3 bands x 4 epochs in under 2 minutes on
@@ -57,12 +58,15 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--blend-frac", type=float, default=0.1)
+    parser.add_argument("--placement", default=None, help="separated | random")
+    parser.add_argument("--density", type=float, default=None, help="objects/arcmin^2")
     parser.add_argument("--config", default=None)
     parser.add_argument("--outdir", default=None, help="keep the files here (default: temp dir)")
     parser.add_argument("--flux-check", action="store_true")
     args = parser.parse_args()
 
-    cfg = sim_config(args.config, {"blend_frac": args.blend_frac})
+    cfg = sim_config(args.config, {"blend_frac": args.blend_frac, "placement": args.placement,
+                                   "density": args.density})
     bands = args.bands.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         outdir = args.outdir or tmp
@@ -72,7 +76,8 @@ def main() -> None:
         wall = time.perf_counter() - t0
         size = sum(os.path.getsize(p) for p in summary.meds_paths + [summary.truth_path])
     print(f"{args.nobj} objects x {len(bands)} bands x {args.nepoch} epochs, "
-          f"{summary.side}x{summary.side} pixels, nproc={args.nproc}, cpus={os.cpu_count()}")
+          f"{summary.side}x{summary.side} pixels ({summary.density:.1f}/arcmin^2, "
+          f"placement {cfg['placement']}), nproc={args.nproc}, cpus={os.cpu_count()}")
     print(f"wall time {wall:.1f} s, {args.nobj / wall:.1f} objects/s, "
           f"{args.nobj * len(bands) * (args.nepoch + 1) / wall:.0f} object-images/s, "
           f"output {size / 2**20:.0f} MiB")

@@ -29,6 +29,18 @@ band files the union of the pairs is taken. Lists are symmetric.
 FoF groups are the connected components of the neighbour graph, numbered
 0..Nfof-1 in order of first appearance when objects are sorted by ``number``.
 
+With ``max_group_size`` N, no group has more than N members (a chunk must
+hold its groups; in a crowded tile the components can percolate through the
+whole tile). Pairs are taken strongest first, by ``q = separation / (R_i +
+R_j)`` (R: the object's radius for the radius method, half its stamp side for
+the box method; separations on the sky or in coadd pixels to match; ties by
+the pair's numbers), and a pair joins its two groups unless together they
+would exceed N members. Components of at most N members come out whole (the
+plain FoF groups); a larger one is split, and a pair left across two groups is
+never stronger than the pairs that built them, so the closest neighbours stay
+together. The rule depends on the whole tile only, never on the chunking. The
+neighbour table keeps every pair.
+
 Core algorithms are pure functions on numpy arrays (usable for any
 catalogue); :func:`pairs_from_meds` is the thin layer that reads MEDS files.
 Both pair searches use a KD-tree (O(N log N)): 100,000 objects take seconds.
@@ -92,6 +104,9 @@ NBRS_SCHEMA: dict[str, Key] = {
                    nullable=False),
     "pixel_scale": Key(float, None, "arcsec/pixel; null: from the coadd Jacobian columns",
                        check=POSITIVE),
+    # groups
+    "max_group_size": Key(int, None, "larger FoF groups are split, strongest pairs first "
+                          "(null: no limit)", check=AT_LEAST_ONE),
 }
 
 
@@ -385,6 +400,16 @@ def pairs_from_nbrs_table(nbrs: np.ndarray, numbers: np.ndarray | None = None
     return numbers, pi, pj
 
 
+def _renumber(labels: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    """Group labels renumbered 0..N-1 in order of first appearance by number."""
+    by_number = np.argsort(numbers, kind="stable")
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    _, first = np.unique(inverse[by_number], return_index=True)
+    remap = np.empty(uniq.size, np.int64)
+    remap[np.argsort(first)] = np.arange(uniq.size)
+    return remap[inverse.reshape(-1)]
+
+
 def fof_labels(numbers: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray) -> np.ndarray:
     """FoF id per object (input order): connected components of the pair graph,
     renumbered 0..Nfof-1 in order of first appearance when sorted by number."""
@@ -395,13 +420,32 @@ def fof_labels(numbers: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray) -> n
     pi = np.asarray(pair_i, dtype=np.int64)
     pj = np.asarray(pair_j, dtype=np.int64)
     graph = coo_matrix((np.ones(pi.size, np.int8), (pi, pj)), shape=(n, n)).tocsr()
-    ncomp, labels = connected_components(graph, directed=False)
-    by_number = np.argsort(numbers, kind="stable")
-    # labels are 0..ncomp-1; order them by the first member in number order
-    _, first = np.unique(labels[by_number], return_index=True)
-    remap = np.empty(ncomp, np.int64)
-    remap[np.argsort(first)] = np.arange(ncomp)
-    return remap[labels]
+    _, labels = connected_components(graph, directed=False)
+    return _renumber(labels, numbers)
+
+
+def split_labels(numbers: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray,
+                 ratio: np.ndarray, max_size: int) -> np.ndarray:
+    """Group id per object (input order, numbered as :func:`fof_labels`) with no group
+    above ``max_size`` members: pairs in order of ``ratio`` (smaller first; ties by the
+    numbers of the pair) join their groups unless the result would exceed ``max_size``
+    (module docstring). Without such a component this equals :func:`fof_labels`."""
+    from .nbrs_nb import capped_union_nb
+
+    numbers = _check_numbers(numbers)
+    if max_size < 1:
+        raise ValueError("max_size must be >= 1")
+    if numbers.size == 0:
+        return np.zeros(0, np.int64)
+    pi = np.asarray(pair_i, dtype=np.int64)
+    pj = np.asarray(pair_j, dtype=np.int64)
+    ratio = np.asarray(ratio, dtype=np.float64)
+    if ratio.shape != pi.shape or np.any(np.isnan(ratio)):
+        raise ValueError("ratio must hold one number per pair")
+    lo, hi = np.minimum(numbers[pi], numbers[pj]), np.maximum(numbers[pi], numbers[pj])
+    order = np.lexsort((hi, lo, ratio))
+    roots = capped_union_nb(numbers.size, pi[order], pj[order], int(max_size))
+    return _renumber(roots, numbers)
 
 
 def make_fofs_table(numbers: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray) -> np.ndarray:
@@ -647,6 +691,38 @@ def catalog_numbers(cat: np.ndarray) -> np.ndarray:
     return np.arange(1, len(cat) + 1, dtype=np.int64)
 
 
+def _coadd_starts(cat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coadd (cutout 0) stamp corners."""
+    if cat["orig_start_row"].ndim == 2:
+        return cat["orig_start_row"][:, 0], cat["orig_start_col"][:, 0]
+    return cat["orig_start_row"], cat["orig_start_col"]
+
+
+def link_ratios(cat: np.ndarray, conf: Mapping[str, Any], pair_i: np.ndarray,
+                pair_j: np.ndarray, path: str = "catalogue") -> np.ndarray:
+    """``q = separation / (R_i + R_j)`` of each pair, the strength order of the group
+    split (module docstring): box method in coadd pixels with R half the (replaced)
+    stamp side, radius method on the sky with R the radius. Pairs of objects whose
+    R are both 0 get ``inf``."""
+    pi = np.asarray(pair_i, dtype=np.int64)
+    pj = np.asarray(pair_j, dtype=np.int64)
+    if conf["method"] == "box":
+        srow, scol = _coadd_starts(cat)
+        row, col, size = replace_maxsize(srow, scol, cat["box_size"],
+                                         conf["maxsize_to_replace"], conf["new_maxsize"])
+        reach = 0.5 * size
+        centre = np.column_stack((row + reach, col + reach))
+        sep = np.hypot(*(centre[pi] - centre[pj]).T)
+    else:
+        valid = np.zeros(len(cat), dtype=bool)
+        valid[pi] = valid[pj] = True
+        reach = _radius_arcsec(cat, conf, path, valid)
+        xyz = unit_vectors(cat["ra"], cat["dec"])
+        sep = separation_arcsec(xyz[pi], xyz[pj])
+    denom = reach[pi] + reach[pj]
+    return np.divide(sep, denom, out=np.full(sep.shape, np.inf), where=denom > 0)
+
+
 def pairs_from_catalog(cat: np.ndarray, conf: Mapping[str, Any], path: str = "catalogue",
                        seg_ids: tuple[np.ndarray, np.ndarray] | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -656,12 +732,8 @@ def pairs_from_catalog(cat: np.ndarray, conf: Mapping[str, Any], path: str = "ca
     """
     numbers = catalog_numbers(cat)
     n = len(cat)
-    valid = np.asarray(cat["ncutout"]) > 0
-    if cat["orig_start_row"].ndim == 2:
-        srow, scol = cat["orig_start_row"][:, 0], cat["orig_start_col"][:, 0]
-    else:
-        srow, scol = cat["orig_start_row"], cat["orig_start_col"]
-    valid &= (srow != -9999) & (scol != -9999)
+    srow, scol = _coadd_starts(cat)
+    valid = (np.asarray(cat["ncutout"]) > 0) & (srow != -9999) & (scol != -9999)
     found = []
     if conf["method"] == "box":
         row, col, size = replace_maxsize(srow, scol, cat["box_size"],
@@ -720,3 +792,43 @@ def pairs_from_meds(paths: Sequence[str | os.PathLike], conf: Mapping[str, Any]
         raise ValueError("no MEDS files given")
     pi, pj = union_pairs(found, numbers.size)
     return numbers, ra, dec, pi, pj
+
+
+class Groups(NamedTuple):
+    """Neighbour pairs and groups of a tile (per object arrays in MEDS order)."""
+
+    numbers: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    pair_i: np.ndarray
+    pair_j: np.ndarray
+    fofid: np.ndarray
+
+    def fofs_table(self) -> np.ndarray:
+        """FoF table (``fofid``, ``number``), rows sorted by number."""
+        order = np.argsort(self.numbers, kind="stable")
+        out = np.empty(self.numbers.size, dtype=FOFS_DTYPE)
+        out["fofid"], out["number"] = self.fofid[order], self.numbers[order]
+        return out
+
+    def nbrs_table(self) -> np.ndarray:
+        return make_nbrs_table(self.numbers, self.pair_i, self.pair_j)
+
+
+def build_groups(paths: Sequence[str | os.PathLike], conf: Mapping[str, Any]) -> Groups:
+    """Neighbour pairs from band MEDS files and the FoF groups, split to at most
+    ``max_group_size`` members when set (module docstring)."""
+    numbers, ra, dec, pi, pj = pairs_from_meds(paths, conf)
+    labels = fof_labels(numbers, pi, pj)
+    cap = conf.get("max_group_size")
+    if cap is not None and labels.size and np.bincount(labels).max() > cap:
+        from .meds import MEDS
+
+        path = os.fspath(paths[0])
+        with MEDS(path) as m:
+            ratio = link_ratios(m.get_cat(), conf, pi, pj, path)
+        largest = int(np.bincount(labels).max())
+        labels = split_labels(numbers, pi, pj, ratio, cap)
+        logger.info("groups split to at most %d members (largest FoF component %d)", cap,
+                    largest)
+    return Groups(numbers, ra, dec, pi, pj, labels)

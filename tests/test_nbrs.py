@@ -335,7 +335,12 @@ def test_config_validation(tmp_path):
         nb.check_nbrs_config({"buff_frac": -0.1})
     conf = nb.load_nbrs_config(os.path.join(os.path.dirname(__file__), "..", "configs",
                                             "nbrs.yaml"))
-    assert conf["method"] == "box" and conf["new_maxsize"] == 384
+    assert conf["method"] == "radius" and conf["radius_mult"] == 0.5
+    assert conf["max_group_size"] == 25 and conf["check_seg"] is False
+    with pytest.raises(ConfigError, match="'max_group_size' must be >= 1"):
+        nb.check_nbrs_config({"max_group_size": 0})
+    # ngmixer's defaults stay the schema's: a config without the new keys groups as ngmixer
+    assert nb.check_nbrs_config({"nbrs": {"method": "box"}})["max_group_size"] is None
 
 
 # ---------------------------------------------------------------------------
@@ -469,3 +474,108 @@ def test_check_seg_on_galsim_tile_written_by_the_project_writer(tmp_path):
     assert nb.pairs_from_meds([path], radius)[3].size == 0   # 13.2" > 2 * 4.2"
     radius["min_radius"] = 6.7
     assert pairs_set(nb.pairs_from_meds([path], radius)[3:]) == {(0, 1)}
+
+
+# ---------------------------------------------------------------------------
+# groups split to max_group_size
+
+
+def test_split_keeps_the_strongest_pairs_up_to_the_cap():
+    numbers = np.array([1, 2, 3, 4, 5, 6, 7])
+    # a chain 1-2-3-4-5 (ratios 0.9, 0.2, 0.5, 0.1) and a pair 6-7
+    pi, pj = np.array([0, 1, 2, 3, 5]), np.array([1, 2, 3, 4, 6])
+    ratio = np.array([0.9, 0.2, 0.5, 0.1, 0.3])
+    np.testing.assert_array_equal(nb.split_labels(numbers, pi, pj, ratio, 5),
+                                  nb.fof_labels(numbers, pi, pj))
+    # cap 2: 4-5 (0.1), 2-3 (0.2), 6-7 (0.3); 3-4 and 1-2 would exceed 2
+    assert nb.split_labels(numbers, pi, pj, ratio, 2).tolist() == [0, 1, 1, 2, 2, 3, 3]
+    # cap 3: then 3-4 would join {2,3} and {4,5} into 4 > 3: refused; 1-2 makes {1,2,3}
+    assert nb.split_labels(numbers, pi, pj, ratio, 3).tolist() == [0, 0, 0, 1, 1, 2, 2]
+    # ties are broken by the pair's numbers: (1,2) before (2,3)
+    assert nb.split_labels(numbers[:3], pi[:2], pj[:2], np.array([0.5, 0.5]), 2).tolist() \
+        == [0, 0, 1]
+    with pytest.raises(ValueError):
+        nb.split_labels(numbers, pi, pj, ratio[:2], 2)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_split_properties_on_random_graphs(seed):
+    """Groups <= cap, connected by their own pairs; a pair left across two groups joins
+    groups that together exceed the cap; the groups do not depend on the input order."""
+    rng = np.random.default_rng(seed)
+    n, cap = 600, 7
+    numbers = rng.permutation(np.arange(10, 10 + 3 * n, 3))
+    pi, pj = nb.canonical_pairs(rng.integers(0, n, 1500), rng.integers(0, n, 1500), n)
+    ratio = rng.random(pi.size)
+    assert np.bincount(nb.fof_labels(numbers, pi, pj)).max() > 3 * cap  # it percolates
+    labels = nb.split_labels(numbers, pi, pj, ratio, cap)
+    sizes = np.bincount(labels)
+    assert sizes.max() <= cap and np.all(sizes > 0)
+    inside = labels[pi] == labels[pj]
+    # each group is connected by its internal pairs: their components are the groups
+    np.testing.assert_array_equal(nb.fof_labels(numbers, pi[inside], pj[inside]), labels)
+    cut = ~inside
+    assert np.all(sizes[labels[pi[cut]]] + sizes[labels[pj[cut]]] > cap)
+    # same groups (by number) whatever the order of objects and pairs
+    perm = rng.permutation(n)
+    where = np.argsort(perm)
+    order = rng.permutation(pi.size)
+    again = nb.split_labels(numbers[perm], where[pi[order]], where[pj[order]], ratio[order], cap)
+    np.testing.assert_array_equal(again[where], labels)
+
+
+def des_like_tile(nobj, density, seed):
+    """object_data-like table: uniform positions at ``density`` (objects/arcmin^2), DES-like
+    stamp sizes (a long tail to 256 pixels)."""
+    rng = np.random.default_rng(seed)
+    side = np.sqrt(nobj / density) * 60.0 / PIXEL_SCALE
+    row, col = rng.uniform(0, side, nobj), rng.uniform(0, side, nobj)
+    box = rng.choice([32, 48, 64, 96, 128, 192, 256], nobj,
+                     p=[0.75, 0.12, 0.06, 0.035, 0.02, 0.01, 0.005])
+    cat = np.zeros(nobj, dtype=[("number", "i8"), ("ncutout", "i8"), ("box_size", "i8"),
+                                ("orig_start_row", "i8"), ("orig_start_col", "i8"),
+                                ("ra", "f8"), ("dec", "f8")])
+    cat["number"], cat["ncutout"], cat["box_size"] = np.arange(1, nobj + 1), 1, box
+    cat["orig_start_row"] = np.floor(row).astype(int) - box // 2 + 1
+    cat["orig_start_col"] = np.floor(col).astype(int) - box // 2 + 1
+    cat["dec"] = -30.0 + row * PIXEL_SCALE / 3600
+    cat["ra"] = 50.0 - col * PIXEL_SCALE / 3600 / np.cos(np.radians(30.0))
+    return cat
+
+
+def test_example_config_groups_stay_small_at_des_density():
+    """40 objects/arcmin^2: ngmixer's box rule percolates, the example config's groups
+    stay within max_group_size and only weak pairs are left across groups."""
+    cat = des_like_tile(20000, 40.0, 5)
+    ngmixer = box_conf(maxsize_to_replace=256, new_maxsize=384)
+    labels = nb.fof_labels(cat["number"], *nb.pairs_from_catalog(cat, ngmixer))
+    assert np.bincount(labels).max() > 0.5 * cat.size
+    conf = dict(nb.load_nbrs_config(os.path.join(os.path.dirname(__file__), "..", "configs",
+                                                 "nbrs.yaml")), pixel_scale=PIXEL_SCALE)
+    pi, pj = nb.pairs_from_catalog(cat, conf)
+    ratio = nb.link_ratios(cat, conf, pi, pj)
+    assert np.all(ratio < 1)   # radius pairs: separation < R_i + R_j
+    labels = nb.split_labels(cat["number"], pi, pj, ratio, conf["max_group_size"])
+    assert np.bincount(labels).max() <= conf["max_group_size"] == 25
+    cut = labels[pi] != labels[pj]
+    assert 0 < cut.mean() < 0.02
+    xyz = nb.unit_vectors(cat["ra"], cat["dec"])
+    assert nb.separation_arcsec(xyz[pi[cut]], xyz[pj[cut]]).min() > 2.0
+
+
+def test_cli_max_group_size_splits_groups_and_keeps_every_pair(tmp_path, capsys):
+    objs, segmap = tile_objects()
+    g = write_meds(str(tmp_path / "t-g-meds.fits"), objs, segmap)
+    conf = write_config(tmp_path / "nbrs.yaml", "method: box\ncheck_seg: true\n"
+                        "max_group_size: 2\n")
+    nfile, ffile = tmp_path / "nbrs.fits", tmp_path / "fofs.fits"
+    rc = run_cli(cli.main, [conf, g, "--nbrs-file", str(nfile), "--fof-file", str(ffile),
+                            "--log-level", "WARNING"])
+    assert rc == 0
+    nbrs = nb.read_nbrs(nfile)
+    rows = list(zip(nbrs["number"].tolist(), nbrs["nbr_number"].tolist()))
+    assert rows == [(1, 2), (2, 1), (2, 3), (3, 2), (4, 5), (5, 4), (6, -1)]
+    # the chain 1-2-3 (equal ratios: 1-2 first by number) is split; 4-5 stays
+    assert nb.read_fofs(ffile)["fofid"].tolist() == [0, 0, 1, 2, 2, 3]
+    assert capsys.readouterr().out.strip().endswith("4 FoF groups, 2 with >=2 members "
+                                                    "(50.0%), largest group 2")

@@ -102,17 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     conf = nb.load_nbrs_config(args.config)
     _check_outputs(args)
     header = catalog_header(tile_catalog(args.meds), file_digest(args.config))
-    numbers, ra, dec, pi, pj = nb.pairs_from_meds(args.meds, conf)
-    nbrs = nb.make_nbrs_table(numbers, pi, pj)
-    labels = nb.fof_labels(numbers, pi, pj)
-    order = np.argsort(numbers, kind="stable")
-    fofs = np.empty(numbers.size, dtype=nb.FOFS_DTYPE)
-    fofs["fofid"], fofs["number"] = labels[order], numbers[order]
-    nb.write_nbrs(args.nbrs_file, nbrs, header=header)
+    groups = nb.build_groups(args.meds, conf)
+    fofs = groups.fofs_table()
+    nb.write_nbrs(args.nbrs_file, groups.nbrs_table(), header=header)
     nb.write_fofs(args.fof_file, fofs, header=header)
     if args.plot:
-        plot_groups(args.plot, ra, dec, labels, pi, pj)
-    print(nb.summarize(fofs, pi.size).line())
+        plot_groups(args.plot, groups.ra, groups.dec, groups.fofid, groups.pair_i,
+                    groups.pair_j)
+    print(nb.summarize(fofs, groups.pair_i.size).line())
     return 0
 
 

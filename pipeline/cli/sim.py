@@ -1,8 +1,8 @@
 """ngmixer-sim: simulate a survey tile as one MEDS file per band plus a truth catalogue.
 
     ngmixer-sim OUTDIR --tile NAME --nobj N --bands g,r,i --nepoch E --seed S
-        [--blend-frac F] [--star-frac F] [--shear g1,g2] [--config sim.yaml]
-        [--nproc P] [--log-level L]
+        [--blend-frac F] [--star-frac F] [--shear g1,g2] [--density D]
+        [--placement separated|random] [--config sim.yaml] [--nproc P] [--log-level L]
 
 Writes ``OUTDIR/NAME-BAND-meds.fits`` per band and ``OUTDIR/NAME-truth.fits``.
 Command-line values override the config file (``configs/sim.yaml`` documents it).
@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fraction of objects placed 1-3 half-light radii from another")
     parser.add_argument("--star-frac", type=float, default=None, help="fraction of stars")
     parser.add_argument("--shear", default=None, help="constant applied shear 'g1,g2'")
+    parser.add_argument("--density", type=float, default=None,
+                        help="objects per arcmin^2 (sets the image size)")
+    parser.add_argument("--placement", default=None,
+                        help="'separated' (groups isolated) or 'random' "
+                             "(uniform, stamps overlap as on the sky)")
     parser.add_argument("--config", default=None, help="simulation config (YAML)")
     parser.add_argument("--nproc", type=int, default=None,
                         help="worker processes (default: config 'nproc', else "
@@ -84,13 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.nproc is not None and args.nproc <= 0:
         raise ConfigError(f"--nproc must be > 0, got {args.nproc}")
     overrides = {"blend_frac": args.blend_frac, "star_frac": args.star_frac,
-                 "shear": _parse_shear(args.shear)}
+                 "shear": _parse_shear(args.shear), "density": args.density,
+                 "placement": args.placement}
     cfg = sim_config(args.config, overrides)
     summary = simulate_tile(args.outdir, args.tile, args.nobj, bands, args.nepoch, args.seed,
                             cfg, nproc=args.nproc)
     t = summary.timings
     print(f"ngmixer-sim: tile {args.tile}: {summary.nobj} objects, {len(bands)} band(s) x "
-          f"{args.nepoch} epoch(s), {summary.side}x{summary.side} pixels, "
+          f"{args.nepoch} epoch(s), {summary.side}x{summary.side} pixels "
+          f"({summary.density:.2f}/arcmin^2, placement {cfg['placement']}), "
           f"{t['total']:.1f} s ({summary.nobj / t['total']:.1f} objects/s)")
     for path in summary.meds_paths + [summary.truth_path]:
         print(f"  {path}")

@@ -17,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from ..errors import ConfigError, InputFileError, PipelineError
@@ -84,9 +85,27 @@ def build_nbrs(conf: RunConfig, meds: list[Path], catalog: Catalog, nbrs_path: P
     from .. import nbrs as nb
     nconf = nb.load_nbrs_config(conf.nbrs_config)
     header = catalog_header(catalog, file_digest(conf.nbrs_config))
-    numbers, _ra, _dec, pi, pj = nb.pairs_from_meds([str(m) for m in meds], nconf)
-    nb.write_nbrs(nbrs_path, nb.make_nbrs_table(numbers, pi, pj), header=header)
-    nb.write_fofs(fof_path, nb.make_fofs_table(numbers, pi, pj), header=header)
+    groups = nb.build_groups([str(m) for m in meds], nconf)
+    nb.write_nbrs(nbrs_path, groups.nbrs_table(), header=header)
+    nb.write_fofs(fof_path, groups.fofs_table(), header=header)
+
+
+def warn_large_group(tile: str, sizes: np.ndarray, conf: RunConfig) -> bool:
+    """Log one warning when the tile's largest FoF group has more objects than a chunk
+    allows (``max_group_size_per_chunk``, else ``chunksize``); returns whether it did.
+    A group is never split across chunks, so one job would fit it whole (a crowded
+    tile's FoF components can percolate into one group holding most of the tile)."""
+    limit, what = ((conf.max_group_size_per_chunk, "max_group_size_per_chunk")
+                   if conf.max_group_size_per_chunk is not None else (conf.chunksize, "chunksize"))
+    nobj = int(np.sum(sizes))
+    largest = int(np.max(sizes)) if len(sizes) else 0
+    if largest <= limit:
+        return False
+    logger.warning("tile %s: largest FoF group has %d objects (%.1f%% of %d), more than "
+                   "%s %d; one job fits it whole: set max_group_size in the neighbour "
+                   "config to split such groups", tile, largest, 100.0 * largest / nobj, nobj,
+                   what, limit)
+    return True
 
 
 # ------------------------------------------------------------------ an old set-up
@@ -161,8 +180,6 @@ def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, catalog: Catalog,
     ``inputs``: the tile's $DESDATA files (``RunConfig.tile_inputs``): FoF and nbrs
     files used as they are, MOF and object-flags files passed to ngmixit.
     """
-    import numpy as np
-
     nobj = catalog.size
     record_path = layout.tile_record(tile.name)
     if old is not None:
@@ -188,6 +205,7 @@ def setup_tile(conf: RunConfig, layout: RunLayout, tile: Tile, catalog: Catalog,
                                            f"MEDS files have {nobj}")
         fof_file = portable_path(fof_path, layout.run_dir)
         nbrs_file = portable_path(nbrs_path, layout.run_dir)
+    warn_large_group(tile.name, sizes, conf)
     ranges = make_chunks(sizes, conf.chunksize, conf.max_group_size_per_chunk)
     nper = chunk_objects(sizes, ranges)
     rec = TileRecord(

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from ..config import (AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Key, Range,
                       check_mapping, load_yaml, raise_problems)
+from .placement import PLACEMENTS
 
 _NUM = Key((int, float), nullable=False)
 
@@ -103,16 +104,31 @@ DEFECT_SCHEMA = {
                                   default=[20.0, 200.0]),
 }
 
+CLUSTERING_SCHEMA = {
+    "frac": Key(float, 0.0, "fraction of the placement units (objects, blend groups) in "
+                "clusters", check=FRACTION, nullable=False),
+    "members": Key(int, 20, "placement units per cluster", check=AT_LEAST_ONE,
+                   nullable=False),
+    "sigma": Key(float, 15.0, "Gaussian sigma per axis of a cluster's profile, arcsec",
+                 check=POSITIVE, nullable=False),
+}
+
 SIM_SCHEMA: dict[str, Key] = {
     # sky geometry
     "pixel_scale": Key(float, 0.263, "arcsec/pixel of the coadd and (on average) the epochs",
                        check=POSITIVE),
     "ra_center": Key(float, 10.0, "tile centre, degrees", check=Range(0, 360, hi_open=True)),
     "dec_center": Key(float, 0.0, "tile centre, degrees", check=Range(-90, 90)),
-    "density": Key(float, 12.0, "objects per square arcmin (sets the image size)",
-                   check=POSITIVE),
+    "density": Key(float, 6.0, "objects per square arcmin (sets the image size)",
+                   check=POSITIVE, nullable=False),
     "image_size": Key(int, None, "image side in pixels; overrides density when set",
                       check=Range(64)),
+    "placement": Key(str, "separated", "'separated': groups isolated (no light on another "
+                     "group's stamps); 'random': uniform (optionally clustered), stamps "
+                     "overlap as on the sky",
+                     choices=PLACEMENTS, nullable=False),
+    "clustering": Key(dict, {}, "placement random: a fraction of the objects in Gaussian "
+                      "clusters", schema=CLUSTERING_SCHEMA),
     "id_offset": Key(int, 1000000, "id = id_offset + index, so id differs from number",
                      check=NON_NEGATIVE),
     # objects
@@ -174,6 +190,11 @@ def _cross_problems(cfg: dict) -> list[str]:
         if all(isinstance(v, (int, float)) for v in (lo, med, hi)) and not lo <= med <= hi:
             problems.append(f"'{group}.{key}' needs min <= median <= max, got "
                             f"{lo!r}, {med!r}, {hi!r}")
+    clustered = cfg.get("clustering", {}).get("frac")
+    if isinstance(clustered, (int, float)) and clustered > 0 \
+            and cfg.get("placement") == "separated":
+        problems.append("'clustering.frac' needs placement: random (separated placement "
+                        "keeps every group's stamps apart)")
     hlr_min = cfg.get("galaxies", {}).get("hlr", {}).get("min")
     if isinstance(hlr_min, (int, float)) and hlr_min <= 0:
         problems.append(f"'galaxies.hlr.min' must be > 0, got {hlr_min!r}")

@@ -41,9 +41,10 @@ import yaml
 
 from ..errors import ConfigError
 from ..fitsfile import atomic_fits
-from .catalog import band_key, draw_properties, place_objects, rng_for
+from .catalog import band_key, draw_properties, rng_for
 from .conditions import ImageConditions, band_conditions, psf_image
 from .defects import add_bad_columns, add_cosmic_rays
+from .placement import place_objects, realised_density
 from .render import draw_objects, image_positions
 from .seg import Stamp, make_seg
 
@@ -72,6 +73,12 @@ class TilePlan:
     def shape(self) -> tuple[int, int]:
         return (self.side, self.side)
 
+    @property
+    def density(self) -> float:
+        """Objects per arcmin^2 of the coadd (the requested density up to the rounding
+        of the side to whole pixels)."""
+        return realised_density(len(self.truth), self.side, self.cfg)
+
 
 @dataclass
 class SimSummary:
@@ -81,6 +88,7 @@ class SimSummary:
     truth_path: str
     nobj: int
     side: int
+    density: float
     timings: dict = field(default_factory=dict)
 
 
@@ -231,6 +239,9 @@ def write_truth(path: str, truth: np.ndarray, plan: TilePlan) -> None:
               {"name": "SEED", "value": int(plan.seed)},
               {"name": "PIXSCALE", "value": plan.cfg["pixel_scale"]},
               {"name": "IMSIZE", "value": plan.side},
+              {"name": "PLACEMNT", "value": plan.cfg["placement"]},
+              {"name": "DENSITY", "value": round(plan.density, 6),
+               "comment": "objects per arcmin^2"},
               {"name": "SHEAR1", "value": float(plan.cfg["shear"][0])},
               {"name": "SHEAR2", "value": float(plan.cfg["shear"][1])}]
     with atomic_fits(path) as fits:
@@ -263,8 +274,9 @@ def simulate_tile(outdir: str | os.PathLike, tile: str, nobj: int, bands: Sequen
     if nproc is None:
         nproc = cfg.get("nproc") or (os.cpu_count() or 1)
     nproc = max(1, min(int(nproc), ntask))
-    log.info("tile %s: %d objects, %dx%d pixels, bands %s, %d epochs, %d process(es)",
-             tile, nobj, plan.side, plan.side, ",".join(plan.bands), nepoch, nproc)
+    log.info("tile %s: %d objects, %dx%d pixels (%.2f/arcmin^2, placement %s), bands %s, "
+             "%d epochs, %d process(es)", tile, nobj, plan.side, plan.side, plan.density,
+             cfg["placement"], ",".join(plan.bands), nepoch, nproc)
 
     pool = ProcessPoolExecutor(max_workers=nproc) if nproc > 1 else None
     tmpdir = tempfile.mkdtemp(prefix=f".{tile}-sim-", dir=outdir)
@@ -314,4 +326,4 @@ def simulate_tile(outdir: str | os.PathLike, tile: str, nobj: int, bands: Sequen
 
     write_truth(truth_path, truth, plan)
     timings["total"] = time.perf_counter() - t_start
-    return SimSummary(paths, truth_path, nobj, plan.side, timings)
+    return SimSummary(paths, truth_path, nobj, plan.side, plan.density, timings)
