@@ -30,8 +30,9 @@ BAD_INPUT = 2**9          # inconsistent input (shapes, bands) detected by the f
 ZERO_FLUX = 2**10         # PSF-flux template has zero norm / no signal
 BAD_ERRORS = 2**11        # an error (pars, flux, T, g) not finite and positive
 NO_CHI2PER = 2**12        # chi2 per degree of freedom not measured (no free pixels)
-AT_SIZE_BOUND = 2**13     # T ended at the fit's upper bound on size (MOF)
+AT_SIZE_BOUND = 2**13     # T ended at a bound of the fit (a flat T prior, given bounds, MOF's size limit)
 MOF_UNCONVERGED = 2**14   # MOF: this object's fit is not converged ({m}_mof_flags says why)
+SHAPE_AT_LIMIT = 2**15    # |g| ended above 0.999, at the edge of its domain
 
 ENGINE_FLAG_NAMES = {
     NO_DATA: "NO_DATA", BAD_JACOBIAN: "BAD_JACOBIAN", BAD_PSF: "BAD_PSF",
@@ -39,7 +40,7 @@ ENGINE_FLAG_NAMES = {
     COV_NOT_POSDEF: "COV_NOT_POSDEF", NONFINITE: "NONFINITE", BAD_MODEL: "BAD_MODEL",
     BAD_INPUT: "BAD_INPUT", ZERO_FLUX: "ZERO_FLUX", BAD_ERRORS: "BAD_ERRORS",
     NO_CHI2PER: "NO_CHI2PER", AT_SIZE_BOUND: "AT_SIZE_BOUND",
-    MOF_UNCONVERGED: "MOF_UNCONVERGED",
+    MOF_UNCONVERGED: "MOF_UNCONVERGED", SHAPE_AT_LIMIT: "SHAPE_AT_LIMIT",
 }
 
 # --- fitter flags (model_fits "flags"), values as in the DES tools -----------
@@ -79,7 +80,7 @@ NBR_HAS_NO_PSF_FIT = 2**30    # no PSF mixture for the neighbour on this image (
 # the others describe the object's context (MOF convergence)
 FIT_BITS = (NO_DATA | BAD_JACOBIAN | BAD_PSF | BAD_GUESS | LM_MAXIT | LM_SINGULAR
             | COV_NOT_POSDEF | NONFINITE | BAD_MODEL | BAD_INPUT | ZERO_FLUX | BAD_ERRORS
-            | NO_CHI2PER | AT_SIZE_BOUND)
+            | NO_CHI2PER | AT_SIZE_BOUND | SHAPE_AT_LIMIT)
 
 # default values for numbers that were not measured
 DEFVAL = -9999.0
@@ -112,13 +113,19 @@ FLAG_DOCS: dict[str, list[tuple[str, int, str, str]]] = {
          "positive, or the covariance is missing", _CHECK),
         ("NO_CHI2PER", NO_CHI2PER, "chi2 per degree of freedom not measured: no more "
          "weighted pixels than parameters", _CHECK),
-        ("AT_SIZE_BOUND", AT_SIZE_BOUND, "T ended within 1% of the fit's upper size bound "
-         "(MOF: Gaussian sigma half the stamp): the profile absorbed other light",
-         "the MOF fitter (pipeline.fitters.mof)"),
+        ("AT_SIZE_BOUND", AT_SIZE_BOUND, "T ended at a bound of the fit: within 0.1% of "
+         "the range of a flat T prior or of the bounds given to the engine, or (MOF) within "
+         "1% of its upper size bound, a Gaussian sigma of half the stamp, where the profile "
+         "absorbed other light", f"{_ENGINE}; the MOF fitter (pipeline.fitters.mof)"),
         ("MOF_UNCONVERGED", MOF_UNCONVERGED, "MOF: the object's own fit did not pass the "
          "convergence test, was skipped in it, or the joint fit did not converge "
          "({m}_mof_flags has the detail); only in {m}_flags, not {m}_max_flags",
          "the MOF fitter (pipeline.fitters.mof)"),
+        ("SHAPE_AT_LIMIT", SHAPE_AT_LIMIT, "|g| ended above 0.999, at the edge of the shape "
+         "domain |g| < 1: the likelihood rises towards a line-like profile, as it does for "
+         "small, faint objects in noise; the shape means nothing and T and flux tend to be "
+         "low. Set after every starting point was tried (no shape prior can end there)",
+         _ENGINE),
     ],
     "object": [
         ("PSF_FIT_FAILURE", PSF_FIT_FAILURE, "no epoch of some band has a PSF fit "

@@ -68,8 +68,12 @@ def _evaluate(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac
 
 @njit(cache=True, error_model="numpy")
 def lm_fit(pars0, lo, hi, maxit, ftol, xtol, lam0, kind, pvals, fvals, nshape, ndisk,
-           img, sqw, ep_info, ep_jac, psf_tab, pr_kind, pr_idx, pr_par):
+           img, sqw, ep_info, ep_jac, psf_tab, pr_kind, pr_idx, pr_par, flux_first, lam_down):
     """Returns (pars, JtJ, stats, chi2_total, nfev, niter, status).
+
+    flux_first: before the first LM step, replace the start's fluxes (parameters
+    nshape..) by the best ones at its shape (one Newton step in the fluxes, on
+    which the model is linear), so a start needs no flux guess.
 
     The model is evaluated at one place in the loop (the start point, then each
     trial step), so numba and LLVM compile the fit kernel inlined here once."""
@@ -91,6 +95,7 @@ def lm_fit(pars0, lo, hi, maxit, ftol, xtol, lam0, kind, pvals, fvals, nshape, n
     status = ST_MAXIT
     niter = 0
     small = False
+    fluxstep = False
     while True:
         chi2t = _evaluate(xt, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
                           psf_tab, pr_kind, pr_idx, pr_par, JtJt, Jtrt, statst)
@@ -108,11 +113,26 @@ def lm_fit(pars0, lo, hi, maxit, ftol, xtol, lam0, kind, pvals, fvals, nshape, n
             if start:
                 if not math.isfinite(chi2):
                     return x, JtJ, stats, chi2, nfev, 0, ST_BAD_START
+                if flux_first:
+                    # the flux step: the others stay, and it is neither an LM
+                    # iteration nor a convergence test
+                    for i in range(n):
+                        xt[i] = x[i]
+                    for i in range(nshape, n):
+                        if JtJ[i, i] > 0.0:
+                            xt[i] = min(max(x[i] - Jtr[i] / JtJ[i, i], lo[i]), hi[i])
+                    fluxstep = True
+                    continue
+            elif fluxstep:
+                fluxstep = False
             else:
-                lam = max(lam * 0.1, 1e-12)
+                lam = max(lam * lam_down, 1e-12)
                 if dchi2 <= ftol * chi2 + 1e-12 or small:
                     status = 0
                     break
+        elif fluxstep:
+            # the flux step did not lower chi2 (a prior can do that): step from the start
+            fluxstep = False
         else:
             if small:
                 # cannot move any more: at the minimum to numerical precision

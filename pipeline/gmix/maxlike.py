@@ -17,7 +17,8 @@ from .gmix import GMixModel
 from .models import ModelSpec, get_model
 from .observation import get_mb_obs
 from .gmix_nb import psf_table
-from .render_nb import KIND_BDF, KIND_COELLIP, KIND_SHARED, moment_guess
+from .render_nb import KIND_BDF, KIND_COELLIP, KIND_SHARED
+from . import starts as S
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ _KINDS = {"shared": KIND_SHARED, "bdf": KIND_BDF, "coellip": KIND_COELLIP}
 _EMPTY_PRIOR = (np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64),
                 np.zeros((0, 4)))
 _NO_PSF = np.array([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # a delta function: fit unconvolved
+#: a solution with |g| above this is flagged SHAPE_AT_LIMIT
+G_LIMIT = 0.999
 
 
 class FitResult(dict):
@@ -107,59 +110,6 @@ class _Packed:
         return 0, tab, T
 
 
-def _moment_guess(obs, Tpsf: float):
-    """(v, u, T_obs, flux) from Gaussian-weighted moments with a few adaptive
-    iterations of the weight; falls back to the PSF size when moments fail."""
-    return moment_guess(obs.image, obs.weight, obs.jacobian.jac6, float(Tpsf))
-
-
-def _base_guess(spec: ModelSpec, packed: _Packed, nband: int) -> np.ndarray:
-    v, u, Tobs, flux0 = _moment_guess(packed.first[0], packed.Tpsf[0])
-    Tpsf = packed.Tpsf[0]
-    scale = packed.first[0].jacobian.get_scale()
-    fluxes = [flux0]
-    for b in range(1, nband):
-        fluxes.append(_moment_guess(packed.first[b], packed.Tpsf[b])[3])
-    if Tpsf > 0:
-        T = max(Tobs - Tpsf, 0.1 * Tpsf)
-    else:
-        T = max(Tobs, 0.5 * scale * scale)
-    npar = spec.npars(nband)
-    g = np.zeros(npar)
-    g[0], g[1] = v, u
-    if spec.kind == "coellip":
-        n = spec.ngauss
-        tf = np.geomspace(0.4, 2.5, n) if n > 1 else np.ones(1)
-        pf = np.ones(n) / n
-        tf /= np.sum(tf * pf)
-        g[4:4 + n] = T * tf
-        g[4 + n:] = fluxes[0] * pf
-        return g
-    g[4] = T
-    if spec.kind == "bdf":
-        g[5] = 0.5
-    g[spec.nshape:spec.nshape + nband] = fluxes
-    return g
-
-
-def _perturb(g: np.ndarray, spec: ModelSpec, rng, itry: int, scale: float) -> np.ndarray:
-    if rng is None:
-        return g.copy()
-    f = 1.0 + itry
-    out = g.copy()
-    out[0:2] += rng.uniform(-0.1, 0.1, size=2) * scale * f
-    gg = out[2:4] + rng.uniform(-0.05, 0.05, size=2) * f
-    gmag = math.hypot(*gg)
-    if gmag > 0.9:
-        gg *= 0.9 / gmag
-    out[2:4] = gg
-    rest = slice(4, None)
-    out[rest] = out[rest] * (1.0 + rng.uniform(-0.05, 0.05, size=out[rest].size) * f)
-    if spec.kind == "bdf":
-        out[5] = g[5] + rng.uniform(-0.1, 0.1) * f
-    return out
-
-
 def _flagged(spec, nband, flags, message, model) -> FitResult:
     npar = spec.npars(nband) if spec is not None else 5 + nband
     return FitResult(
@@ -209,11 +159,15 @@ def fit_model(obs, model, prior=None, guess=None, rng: Optional[np.random.Genera
               fracdev: Optional[float] = None, TdByTe: Optional[float] = None) -> FitResult:
     """Fit ``model`` to an Observation, a list of epochs or a list of bands.
 
-    prior: a priors.JointPrior (or None); guess: starting parameters (else a
-    moment-based guess); rng: perturbs the starting point, retries use larger
-    perturbations; bounds: (lo, hi) arrays (None entries = unbounded); fracdev,
-    TdByTe: the fixed parameters of model "cm".  Each epoch is convolved with
-    its own ``obs.psf.gmix``; without a PSF mixture the model is fit unconvolved.
+    prior: a priors.JointPrior (or None); guess: starting parameters, perturbed
+    by rng (else the engine's own starts, pipeline.gmix.starts: a round,
+    PSF-sized start, and more starts when the fit ends near |g| = 1, the lowest
+    chi2 kept); ntry: attempts until a fit succeeds (retries start perturbed,
+    more each time); bounds: (lo, hi) arrays (None entries = unbounded);
+    fracdev, TdByTe: the fixed parameters of model "cm".  Each epoch is
+    convolved with its own ``obs.psf.gmix``; without a PSF mixture the model is
+    fit unconvolved.  A fit whose |g| ends above G_LIMIT gets SHAPE_AT_LIMIT,
+    one whose T ends at a bound AT_SIZE_BOUND.
     """
     spec = model if isinstance(model, ModelSpec) else get_model(model, fracdev, TdByTe)
     name = spec.name
@@ -264,25 +218,96 @@ def _fit(mbobs, spec, nband, prior, guess, rng, ntry, lm_pars, bounds) -> FitRes
         if base.size != npar:
             return _flagged(spec, nband, F.BAD_INPUT,
                             f"guess has {base.size} pars, {name} needs {npar}", name)
-    else:
-        base = _base_guess(spec, packed, nband)
+    own_lambda0 = float(lmp["lambda0"]) if lm_pars and "lambda0" in lm_pars else None
+    run = _Runner(spec, packed, lo, hi, lmp, pr_arrays, own_lambda0)
     scale = packed.first[0].jacobian.get_scale()
-    kind = _KINDS[spec.kind]
-    res = None
-    nfev_tot = 0
-    for itry in range(max(1, int(ntry))):
-        start = _perturb(base, spec, rng, itry, scale)
-        if rng is None and itry > 0:
-            start = _perturb(base, spec, np.random.default_rng(itry), itry, scale)
-        pars, JtJ, stats, chi2, nfev, niter, status = lm_nb.lm_fit(
-            start, lo, hi, int(lmp["maxit"]), float(lmp["ftol"]), float(lmp["xtol"]),
-            float(lmp["lambda0"]), kind, spec.pvals, spec.fvals, spec.nshape, spec.ndisk,
-            packed.img, packed.sqw, packed.ep_info, packed.ep_jac, packed.psf_tab,
-            *pr_arrays)
-        nfev_tot += nfev
-        res = _make_result(spec, nband, pars, JtJ, stats, nfev_tot, niter, status, itry + 1)
-        if res["flags"] == 0:
-            break
+    if guess is not None or spec.kind == "coellip":
+        if guess is None:
+            base = S.moment_start(spec, packed, nband)
+        res, _ = run.retries(base, rng, ntry, scale, own=False)
+        return _final_flags(res, spec, lo, hi)
+    round0 = S.round_start(spec, packed, nband)
+    res, best = run.retries(round0, rng, ntry, scale, own=True)
+    if res["flags"] != 0 or S.suspicious(res["pars"]):
+        for start in S.extra_starts(round0, prior, rng):
+            r, obj = run.once(start, own=True)
+            if r["flags"] == 0 and (res["flags"] != 0 or obj < best):
+                res, best = r, obj
+        res["nfev"], res["ntry"] = run.nfev, run.ntry
+    return _final_flags(res, spec, lo, hi)
+
+
+class _Runner:
+    """LM runs of one fit problem, counting evaluations and attempts.
+
+    From a given guess (near the solution) the damping starts at lm_pars'
+    lambda0 and drops 10 times per accepted step; from the engine's own starts
+    it starts at starts.START_LAMBDA0 (or lm_pars' lambda0 when given), drops
+    slowly, and the first step sets the fluxes."""
+
+    def __init__(self, spec, packed, lo, hi, lmp, pr_arrays, own_lambda0):
+        self.spec = spec
+        self.packed = packed
+        self.lo, self.hi = lo, hi
+        self.lmp = lmp
+        self.pr_arrays = pr_arrays
+        self.own_lambda0 = S.START_LAMBDA0 if own_lambda0 is None else own_lambda0
+        self.nfev = 0
+        self.ntry = 0
+
+    def once(self, start, own: bool):
+        """(result, objective = chi2 + prior terms) of one LM run from ``start``."""
+        spec, packed, lmp = self.spec, self.packed, self.lmp
+        lam0, lam_down = ((self.own_lambda0, S.START_LAMBDA_DOWN) if own
+                          else (float(lmp["lambda0"]), 0.1))
+        pars, JtJ, stats, obj, nfev, niter, status = lm_nb.lm_fit(
+            start, self.lo, self.hi, int(lmp["maxit"]), float(lmp["ftol"]),
+            float(lmp["xtol"]), lam0, _KINDS[spec.kind], spec.pvals, spec.fvals,
+            spec.nshape, spec.ndisk, packed.img, packed.sqw, packed.ep_info, packed.ep_jac,
+            packed.psf_tab, *self.pr_arrays, own, lam_down)
+        self.nfev += nfev
+        self.ntry += 1
+        res = _make_result(spec, packed.nband, pars, JtJ, stats, self.nfev, niter, status,
+                           self.ntry)
+        return res, obj
+
+    def retries(self, base, rng, ntry: int, scale: float, own: bool):
+        """Runs from ``base`` until one succeeds, at most ntry: the first from
+        base itself when it is the engine's own start, the others perturbed by
+        rng (more at each retry); the last (result, objective)."""
+        for itry in range(max(1, int(ntry))):
+            if own and itry == 0:
+                start = base.copy()
+            elif rng is None:
+                start = S.perturb(base, self.spec, np.random.default_rng(itry) if itry else None,
+                                  itry, scale)
+            else:
+                start = S.perturb(base, self.spec, rng, itry, scale)
+            res, obj = self.once(start, own)
+            if res["flags"] == 0:
+                break
+        return res, obj
+
+
+def _final_flags(res: FitResult, spec: ModelSpec, lo, hi) -> FitResult:
+    """Flag a fit that succeeded but whose shape ended at the edge of its domain
+    (SHAPE_AT_LIMIT) or whose T ended at a bound (AT_SIZE_BOUND)."""
+    if res["flags"] != 0:
+        return res
+    pars = res["pars"]
+    msgs = []
+    gmag = math.hypot(pars[2], pars[3])
+    if gmag > G_LIMIT:
+        res["flags"] |= F.SHAPE_AT_LIMIT
+        msgs.append(f"|g| = {gmag:.4f} at the edge of its domain")
+    if spec.kind != "coellip":
+        T = pars[4]
+        tol = 1e-3 * max(abs(T), 1e-12)
+        if T <= lo[4] + tol or T >= hi[4] - tol:
+            res["flags"] |= F.AT_SIZE_BOUND
+            msgs.append(f"T = {T:.4g} at its bound")
+    if msgs:
+        res["message"] = "; ".join(msgs)
     return res
 
 
