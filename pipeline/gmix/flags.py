@@ -30,7 +30,7 @@ BAD_INPUT = 2**9          # inconsistent input (shapes, bands) detected by the f
 ZERO_FLUX = 2**10         # PSF-flux template has zero norm / no signal
 BAD_ERRORS = 2**11        # an error (pars, flux, T, g) not finite and positive
 NO_CHI2PER = 2**12        # chi2 per degree of freedom not measured (no free pixels)
-AT_SIZE_BOUND = 2**13     # T ended at a bound of the fit (a flat T prior, given bounds, MOF's size limit)
+AT_SIZE_BOUND = 2**13     # T ended at a bound (flat T prior, given bounds, MOF size limit)
 MOF_UNCONVERGED = 2**14   # MOF: this object's fit is not converged ({m}_mof_flags says why)
 SHAPE_AT_LIMIT = 2**15    # |g| ended above 0.999, at the edge of its domain
 

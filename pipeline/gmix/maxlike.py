@@ -13,12 +13,12 @@ import numpy as np
 
 from . import flags as F
 from . import lm_nb
+from . import starts as S
 from .gmix import GMixModel
 from .models import ModelSpec, get_model
 from .observation import get_mb_obs
 from .gmix_nb import psf_table
 from .render_nb import KIND_BDF, KIND_COELLIP, KIND_SHARED
-from . import starts as S
 
 log = logging.getLogger(__name__)
 

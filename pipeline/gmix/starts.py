@@ -4,9 +4,9 @@ Without a guess, a fit starts round and at least PSF-sized, centred by
 adaptive moments, and its first step sets the best fluxes at that shape (the
 LM kernel's flux step); the damping starts higher than from a guess and
 relaxes slowly, so the first steps follow the valley rather than jumping to
-|g| -> 1, where small, faint objects end with too small T and flux.  A fit that still
-ends near the edge of the shape domain is tried again from a round start
-twice as large and, with a shape prior, from a shape drawn from it; the
+|g| -> 1, where small, faint objects end with too small T and flux.  A fit
+that still ends near the edge of the shape domain is tried again from a round
+start twice as large and, with a shape prior, from a shape drawn from it; the
 lowest chi2 (with the priors) is kept.  Retries after a failed fit start from
 perturbed copies.
 
@@ -14,7 +14,6 @@ The moments, the draws and the perturbations depend only on the data and on
 the object's random generator, so a fit is reproducible.
 """
 import math
-from typing import Optional
 
 import numpy as np
 
@@ -86,7 +85,7 @@ def _layout(spec: ModelSpec, nband: int, v: float, u: float, T: float,
     return g
 
 
-def extra_starts(round0: np.ndarray, prior, rng: Optional[np.random.Generator]) -> list:
+def extra_starts(round0: np.ndarray, prior, rng: np.random.Generator | None) -> list:
     """The starts tried after a suspicious solution: round and WIDE_T times
     larger, and (with a shape prior and a generator) a shape drawn from the
     prior at the round start's size."""
