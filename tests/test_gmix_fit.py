@@ -37,10 +37,12 @@ def psf_observation(wcs=None, stamp: int = 25, beta=PSF_BETA, fwhm=PSF_FWHM, rng
     return pobs, res
 
 
-def sim_exp(rng, nobj: int, s2n: float = S2N, psf_obs=None, flux: float = 1000.0):
-    """Noisy exp * Moffat stamps: list of (Observation, truth dict)."""
+def sim_exp(rng, nobj: int, s2n: float = S2N, psf_obs=None, flux: float = 1000.0,
+            t_ratio: float = 1.5):
+    """Noisy exp * Moffat stamps: list of (Observation, truth dict); galaxy T =
+    t_ratio * T of the Moffat PSF; S/N = sqrt(sum(image^2)) / sigma."""
     Tpsf = moffat_T()
-    Tgal = 1.5 * Tpsf
+    Tgal = t_ratio * Tpsf
     psf = galsim.Moffat(beta=PSF_BETA, fwhm=PSF_FWHM)
     if psf_obs is None:
         psf_obs, _ = psf_observation(rng=rng)
