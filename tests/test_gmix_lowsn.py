@@ -29,8 +29,9 @@ OUTLIER_CUT = -0.15
 
 #: ngmix 2.4.2 (run from source: Fitter("exp"), TPSFFluxGuesser at the PSF T
 #: and PSF flux, ntry 2, same PSF mixture) on 4000 stamps per case, as printed
-#: by bench/engine.py --ngmix-python: (S/N, T / T_psf) -> (pull width, outliers)
-NGMIX = {(10, 0.3): (0.944, 0.086), (20, 0.1): (0.964, 0.011)}
+#: by bench/engine.py --lowsn-nobj 4000 --ngmix-python PY:
+#: (S/N, T / T_psf) -> (pull width, outlier fraction)
+NGMIX = {(10, 0.3): (0.944, 0.082), (20, 0.1): (0.939, 0.009)}
 
 
 def flux_measures(flux, flux_err, true_flux: float) -> dict:
@@ -90,7 +91,7 @@ def test_low_sn_small_fits_as_good_as_ngmix(psf_obs, s2n, t_ratio):
     """Pull width and outlier fraction no worse than ngmix's beyond twice their
     bootstrap errors, and clearly better than the previous default's on the
     same stamps (paired)."""
-    n = 1000
+    n = 1500
     rng = np.random.default_rng(100 + s2n)
     sims = sim_exp(rng, n, s2n=s2n, psf_obs=psf_obs, t_ratio=t_ratio)
     Tpsf = psf_obs.gmix.get_T()
@@ -112,7 +113,7 @@ def test_low_sn_small_fits_as_good_as_ngmix(psf_obs, s2n, t_ratio):
 
     d = diff(*now, *prev)
     derr = bootstrap(diff, (*now, *prev))
-    # the previous default's pulls are 0.09-0.14 wider (bench, 4000 stamps)
+    # the previous default's pulls are 0.11-0.19 wider here (bench, 4000 stamps)
     assert d["width"] < -3 * derr["width"], (d, derr)
     assert d["outliers"] <= 0.0
 
