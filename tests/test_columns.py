@@ -556,3 +556,22 @@ def test_every_flag_bit_is_documented():
     for rows in families.values():
         for name, value, _, _ in rows:
             assert re.search(rf"\* - {value}\n\s+- ``{name}``", page), name
+
+
+def test_collated_catalogue_carries_the_fitters_tables(collated, tile):
+    """ngmixer's collation kept MOF's nbrs_data: every chunk's rows, each object's rows
+    together and in MEDS order, verified like the other HDUs."""
+    from pipeline.fitsfile import verify_fits
+    nbrs = read(collated, "nbrs_data")
+    assert_has(nbrs, ref.nbrs_data("coellip2"), "collated nbrs_data")
+    chunks = sorted(collated.parent.glob("chunks/*/C-cols-*.fits"))
+    per_chunk = [read(c, "nbrs_data") for c in chunks]
+    assert len(nbrs) == sum(len(t) for t in per_chunk) > 0
+    ids = read(collated, "model_fits")["id"]
+    pos = np.searchsorted(np.sort(ids), nbrs["id"])
+    order = np.argsort(ids)[pos]
+    assert np.all(np.diff(order) >= 0)                      # MEDS order, grouped by object
+    assert sorted(map(tuple, np.concatenate(per_chunk)[["id", "nbr_id"]].tolist())) == \
+        sorted(map(tuple, nbrs[["id", "nbr_id"]].tolist()))
+    found = verify_fits(collated)
+    assert list(found.nrows)[-1] == "chunks" and "nbrs_data" in found.nrows
