@@ -12,16 +12,20 @@ run folder (``numba-cache/``), shared by all jobs of the run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from ..fileio import atomic_path
 from .layout import CHUNK_TO_RUN
 from .tilerecord import PYTHON_VAR
 
 NUMBA_CACHE = "numba-cache"
+#: what warming the run's cache did (seconds, kernels compiled), beside the cache
+WARM_REPORT = "warm-report.json"
 logger = logging.getLogger(__name__)
 
 
@@ -80,6 +84,10 @@ def warm_run_cache(run_dir: Path, fit_config: Path, cpu_name: str | None) -> Non
     logger.info("compiling the fit's numba kernels into %s (once per run; jobs load them)",
                 folder)
     report = warm_cache(folder, load_yaml(fit_config), env=numba_target(cpu_name))
+    with atomic_path(folder / WARM_REPORT) as tmp:
+        Path(tmp).write_text(json.dumps({"seconds": report.seconds,
+                                         "compiled": report.compiled,
+                                         "cpu_name": cpu_name}) + "\n")
     if report.compiled:
         logger.info("numba cache %s: %d kernel(s) compiled in %.0f s", folder,
                     report.compiled, report.seconds)
