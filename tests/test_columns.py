@@ -25,6 +25,7 @@ import yaml
 from pipeline.columns import dtype_of, undocumented
 from pipeline.gmix import flags as F
 from tests import ngmixer_reference as ref
+from tests.ngmixit_runs import kill_after_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 NOBJ = 50
@@ -506,21 +507,12 @@ def test_collated_catalogue_has_ngmixer_and_des_columns(collated):
 def test_resumed_mof_run_keeps_nbrs_data(tile, outputs):
     """A MOF run killed after a checkpoint and resumed writes the same nbrs_data (and
     MOF tables) as one uninterrupted run: the checkpoint holds the fitter's tables."""
-    import signal
-    import time
     out = tile["dir"] / "killed.fits"
     ckpt = tile["dir"] / "killed-checkpoint.fits"
-    args = [sys.executable, "-m", "pipeline.cli.ngmixit", tile["dir"] / "mof.yaml", out,
-            *tile["meds"], "--seed", SEED, "--fof-file", tile["dir"] / "fof.fits",
-            "--checkpoint-seconds", "0"]
-    proc = subprocess.Popen([str(a) for a in args], stderr=subprocess.DEVNULL, cwd=REPO)
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert ckpt.exists(), "no checkpoint was written"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    rerun = run(*[str(a) for a in args[2:]])
+    args = [tile["dir"] / "mof.yaml", out, *tile["meds"], "--seed", SEED, "--fof-file",
+            tile["dir"] / "fof.fits", "--checkpoint-seconds", "0"]
+    kill_after_checkpoint(args, ckpt, cwd=REPO)
+    rerun = run("pipeline.cli.ngmixit", *[str(a) for a in args])
     assert "resuming from checkpoint" in rerun.stderr
     for ext in ("nbrs_data", "model_fits"):
         got, want = read(out, ext), read(outputs["mof"], ext)
