@@ -133,8 +133,9 @@ def test_column_page_lists_every_declared_column_with_its_meaning(site):
                 assert meaning_text(row).replace("\\", "") in text, row.name
     # shapes in terms of nband, per-model differences, unmeasured values, units
     for snippet in ("(5+nband, 5+nband) (bdf: (6+nband, 6+nband))", "(nband, nband)",
-                    "NO_ATTEMPT", "arcsec^2", "fingerprint", "{m}_mof_flags", "mcal_g_cov{s}", "psf_fit_flux_frac", "{m}_T_s2n",
-                    "{m}_max_flux_s2n", "nbr_jac_row0", "mof_pairs", "wall_seconds"):
+                    "NO_ATTEMPT", "arcsec^2", "fingerprint", "{m}_mof_flags", "mcal_g_cov{s}",
+                    "psf_fit_flux_frac", "{m}_T_s2n", "{m}_max_flux_s2n", "nbr_jac_row0",
+                    "mof_pairs", "wall_seconds"):
         assert snippet in text, snippet
     outputs = _text(site[0] / "outputs.html")
     for snippet in ("MMXCONF", "MMXCOMPL", "mof_pairs", "-qa.png", "-diagnostics.jsonl"):

@@ -36,12 +36,16 @@ from typing import Callable
 
 import numpy as np
 
-from ..columns import Column, undocumented
+from ..columns import Column, dtype_of, undocumented
 from ..fitconfig import GALAXY_MODELS, check_fit_config
 from ..fitters.metacal import TYPES as MCAL_TYPES, suffix as mcal_suffix
+from ..fitters.mof import mof_model_of
 from ..gmix.flags import NO_ATTEMPT
+from ..megamixer import catalogue
+from ..megamixer.derived import derive
 from ..output import EPOCH_DATA, MODEL_FITS
 from ..rows import default_row
+from ..schema import collated_columns, fit_output_columns
 from .rst import list_table, literal, text
 
 #: band counts the tables are computed for (two, to tell nband-dependent shapes)
@@ -68,7 +72,6 @@ def doc_config(fitter: str) -> dict:
 def fit_tables(fitter: str, nband: int, collated: bool = False) -> dict[str, list[Column]]:
     """HDU -> columns of an ngmixit output (or a collated catalogue) of
     :func:`doc_config`."""
-    from ..schema import collated_columns, fit_output_columns
     conf = doc_config(fitter)
     return (collated_columns if collated else fit_output_columns)(conf, nband)
 
@@ -82,8 +85,6 @@ def added_by_collate(fitter: str, hdu: str, nband: int) -> list[Column]:
 
 def collate_unmeasured(fitter: str, nband: int) -> dict[str, object]:
     """What collate computes for a model_fits row never fitted, by added column."""
-    from ..columns import dtype_of
-    from ..megamixer.derived import derive
     model = dtype_of(fit_tables(fitter, nband)[MODEL_FITS])
     row = np.asarray([default_row(model)], dtype=model)
     return {col.name: values[0] for col, values in derive(row, np.full(nband, 30.0))}
@@ -105,7 +106,6 @@ class TableSpec:
 
 
 def _defaults(columns: list[Column], nband: int) -> dict[str, object]:
-    from ..columns import dtype_of
     row = default_row(dtype_of(columns))
     return {name: row[name] for name in row.dtype.names}
 
@@ -125,10 +125,8 @@ def _fitter_table(fitter: str, hdu: str) -> Callable[[int], list[Column]]:
 def table_spec(args: tuple[str, ...]) -> TableSpec:
     """The spec of the table named by the directive's arguments (after ``columns``)."""
     if args == ("chunks",):
-        def chunks(nband: int) -> list[Column]:
-            from ..megamixer.catalogue import CHUNK_COLUMNS
-            return list(CHUNK_COLUMNS)
-        return TableSpec(chunks, "Columns of the collated catalogue's ``chunks`` table.")
+        return TableSpec(lambda nband: list(catalogue.CHUNK_COLUMNS),
+                         "Columns of the collated catalogue's ``chunks`` table.")
     if len(args) == 3 and args[0] == "collate" and args[2] in FITTERS:
         hdu, fitter = args[1:]
         if hdu not in (MODEL_FITS, EPOCH_DATA):
@@ -146,10 +144,9 @@ def table_spec(args: tuple[str, ...]) -> TableSpec:
         table = _fitter_table(fitter, hdu)
         unmeasured = _defaults if hdu in (MODEL_FITS, EPOCH_DATA) else None
         intro = f"Columns of ``{hdu}`` with ``fitter_type: {fitter}``."
-        if hdu not in fit_tables("max", NBANDS[0]):
-            from ..fitters.mof import mof_model_of
+        if hdu not in fit_tables("max", NBANDS[0]):     # MOF's own tables
             return TableSpec(table, intro, None, mof_model_of(doc_config(fitter)))
-        if fitter != "max" and hdu in fit_tables("max", NBANDS[0]):
+        if fitter != "max":
             mine, base = ({c.name for c in t(NBANDS[0])}
                           for t in (table, _fitter_table("max", hdu)))
             if base <= mine:    # metacal and MOF build on max: list only their own
@@ -227,7 +224,7 @@ def template(name: str, models: tuple[str, ...], names: set[str]) -> tuple[str, 
     return name, ""
 
 
-def group_rows(tables: list[list[Column]], unmeasured: list[dict[str, object]] | None,
+def group_rows(tables: list[list[Column]], unmeasured: dict[str, object] | None,
                mof_model: str = "") -> list[Row]:
     """The columns of ``tables[0]`` grouped by template; ``tables`` is the same table
     computed for each of :data:`NBANDS`. In MOF's own tables every column stands for
@@ -243,7 +240,7 @@ def group_rows(tables: list[list[Column]], unmeasured: list[dict[str, object]] |
     for name, members in groups.items():
         cols = [c for c, _ in members]
         shapes = [shape_text([t[c.name].shape for t in by_name]) for c in cols]
-        values = ([value_text(unmeasured[0][c.name]) for c in cols]
+        values = ([value_text(unmeasured[c.name]) for c in cols]
                   if unmeasured is not None else [])
         single = len(members) == 1
         rows.append(Row(cols[0].name if single else name, cols,
@@ -307,20 +304,21 @@ def column_reference(*args: str) -> tuple[list[str], list[str], list[str]]:
     """One column table; returns (reST lines, undocumented columns, source files)."""
     spec = table_spec(args)
     tables = [spec.columns(nb) for nb in NBANDS]
-    values = ([spec.unmeasured(t, nb) for t, nb in zip(tables, NBANDS)]
-              if spec.unmeasured is not None else None)
+    values = (spec.unmeasured(tables[0], NBANDS[0]) if spec.unmeasured is not None
+              else None)
     missing = [f"column {name} ({' '.join(args)}) has no meaning in its declaration"
                for name in dict.fromkeys(n for t in tables for n in undocumented(t))]
     rows = group_rows(tables, values, spec.mof_model)
     sources = [inspect.getsourcefile(importlib.import_module(m)) for m in SOURCE_MODULES]
     if not rows:
         return [spec.intro.removesuffix(" and") + ", no others.", ""], missing, sources
-    header = ["column", "shape", "type"] + (["if unmeasured"] if values else []) + \
+    measured = values is not None
+    header = ["column", "shape", "type"] + (["if unmeasured"] if measured else []) + \
         ["unit", "meaning"]
-    widths = [20, 13, 7] + ([10] if values else []) + [12, 38]
+    widths = [20, 13, 7] + ([10] if measured else []) + [12, 38]
     intro = spec.intro + (":" if spec.intro.endswith(" and") else "")
-    lines = [intro, ""] + _legend(rows, spec.mof_model) + list_table(header, table_rows(rows, bool(values)),
-                                                      widths)
+    table = list_table(header, table_rows(rows, measured), widths)
+    lines = [intro, ""] + _legend(rows, spec.mof_model) + table
     return lines, missing, sources
 
 
