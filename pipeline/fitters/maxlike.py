@@ -69,8 +69,9 @@ class MaxLikeFitter(BaseFitter):
 
     def epoch_columns(self) -> list[Column]:
         return [
-            Column("psf_fit_flags", "i4", (), C.BITS, "PSF fit flags: 0 ok, else "
-                   "PSF_FIT_FAILURE (the epoch is not used)"),
+            Column("psf_fit_flags", "i4", (), C.BITS, "PSF fit flags: 0 ok, else the PSF "
+                   "fit's model flags, or PSF_FIT_FAILURE when the epoch has no PSF image "
+                   "(a flagged epoch is not used)"),
             Column("psf_model_s2n", "f8", (), C.NONE, "S/N of the PSF fit's flux (LM models "
                    "and admom; -9999 for EM)"),
             Column("psf_counts", "f8", (), C.FLUX, "sum of the PSF stamp"),

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from .. import columns as C
+from ..columns import Column, dtype_of
 from ..errors import InputFileError
 from ..fitsfile import atomic_fits, open_fits, verify_fits, write_checksums
 from ..provenance import Provenance
@@ -32,9 +34,23 @@ from .tilerecord import TileRecord
 CHUNKS_EXT = "chunks"
 COMPLETE_KEY = "MMXCOMPL"
 COLLATED, MISSING = "collated", "missing"
-CHUNK_DTYPE = [("name", "U40"), ("first", "i8"), ("last", "i8"), ("nobj", "i8"),
-               ("nepoch", "i8"), ("status", "U8"), ("fingerprint", "U64"),
-               ("fit_seconds", "f8"), ("wall_seconds", "f8")]
+CHUNK_COLUMNS = [
+    Column("name", "U40", (), C.NONE, "the chunk's folder name, chunk<first>-<last>"),
+    Column("first", "i8", (), C.NONE, "first FoF group of the chunk"),
+    Column("last", "i8", (), C.NONE, "last FoF group of the chunk"),
+    Column("nobj", "i8", (), C.NONE, "model_fits rows the chunk contributed (a missing "
+           "chunk: the objects it should have held)"),
+    Column("nepoch", "i8", (), C.NONE, "epoch_data rows the chunk contributed (0 when "
+           "missing)"),
+    Column("status", "U8", (), C.NONE, f"{COLLATED} or {MISSING} (only with --skip-errors)"),
+    Column("fingerprint", "U64", (), C.NONE, "digest of the chunk file's HDU checksums "
+           "(empty when missing): archive and clean delete only that file"),
+    Column("fit_seconds", "f8", (), C.SECOND, "fitting time of the chunk (sum of "
+           "time_last_fit; -1 when missing)"),
+    Column("wall_seconds", "f8", (), C.SECOND, "wall time of the chunk's last job attempt, "
+           "from its job log (-1 when unknown)"),
+]
+CHUNK_DTYPE = dtype_of(CHUNK_COLUMNS)
 HDUS = ("model_fits", "epoch_data", "meta_data", CHUNKS_EXT)
 
 

@@ -6,8 +6,10 @@ package), and, when that interpreter finds the package only through
 ``PYTHONPATH`` (a checkout used without installing), the folder holding it.
 The script exports these before the run's ``extra_cmds``, which may therefore
 change them (e.g. activate another environment and set
-``MEGAMIXER_PYTHON=python3``). Numba's compiled kernels are cached in the
-run folder (``numba-cache/``), shared by all jobs of the run.
+``MEGAMIXER_PYTHON=python3``). With ``warm_numba_cache`` (the default) setup
+compiles the fit's numba kernels into the run folder (``numba-cache/``) and every
+job loads them from there; ``numba_cpu_name`` makes both compile for that CPU
+model, so that one cache serves nodes of several CPU kinds.
 """
 
 from __future__ import annotations
