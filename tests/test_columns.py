@@ -563,3 +563,13 @@ def test_collated_catalogue_carries_the_fitters_tables(collated, tile):
         sorted(map(tuple, nbrs[["id", "nbr_id"]].tolist()))
     found = verify_fits(collated)
     assert list(found.nrows)[-1] == "chunks" and "nbrs_data" in found.nrows
+
+
+def test_unmeasured_errors_are_9999_for_every_metacal_type():
+    from pipeline.rows import default_row
+    row = default_row(np.dtype([("mcal_g_cov", "f8", (2, 2)), ("mcal_g_cov_1p", "f8", (2, 2)),
+                                ("mcal_T_err_2m", "f8"), ("mcal_T_2m", "f8"),
+                                ("mcal_flags_1m", "i4")]))
+    assert np.all(row["mcal_g_cov"] == 9999) and np.all(row["mcal_g_cov_1p"] == 9999)
+    assert row["mcal_T_err_2m"] == 9999 and row["mcal_T_2m"] == -9999
+    assert row["mcal_flags_1m"] == F.NO_ATTEMPT
