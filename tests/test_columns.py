@@ -569,7 +569,7 @@ def test_unmeasured_errors_are_9999_for_every_metacal_type():
     from pipeline.rows import default_row
     row = default_row(np.dtype([("mcal_g_cov", "f8", (2, 2)), ("mcal_g_cov_1p", "f8", (2, 2)),
                                 ("mcal_T_err_2m", "f8"), ("mcal_T_2m", "f8"),
-                                ("mcal_flags_1m", "i4")]))
+                                ("mcal_flux_err_1m", "f8", 2)]))
     assert np.all(row["mcal_g_cov"] == 9999) and np.all(row["mcal_g_cov_1p"] == 9999)
     assert row["mcal_T_err_2m"] == 9999 and row["mcal_T_2m"] == -9999
-    assert row["mcal_flags_1m"] == F.NO_ATTEMPT
+    assert np.all(row["mcal_flux_err_1m"] == 9999)
