@@ -244,7 +244,8 @@ def fit_psf(psf_obs: Any, model: str = "coellip3", ntry: int = 4,
     ``psf_obs.gmix``.
 
     ntry: attempts from an admom-based guess, jittered on retries (LM also
-    perturbs each start with ``rng``; EM's first try is deterministic).  guess_T: starting size in arcsec^2 for adaptive moments.
+    perturbs each start with ``rng``; EM's first try is deterministic).
+    guess_T: starting size in arcsec^2 for adaptive moments.
     fit_pars: admom (maxiter, etol, Ttol), EM (maxiter, tol) or LM (maxfev,
     ftol, xtol, lambda0) options; others raise ConfigError.
     Wing models fit the base model to the stamp minus the far Gaussian's light
