@@ -90,11 +90,17 @@ def test_light_beyond_the_stamp_is_extrapolated(family, fwhm, slope, wcs):
     assert abs(p - wing.inside.sum() - wing.flux) < 1e-9
 
 
-def test_no_wing_for_a_gaussian_psf_or_masked_pixels_change_little():
+def test_no_wing_without_a_measured_power_law_and_masked_pixels_change_little():
+    """A Gaussian has no power-law wings; noise of 1e-3 of the peak (as some PSF
+    stamps carry) leaves the annulus' light unmeasured: nothing is extrapolated."""
     gauss = _wing(_stamp(psf_profile("gaussian", 1.0)))
     assert gauss.flux < 1e-5
     obs = _stamp(psf_profile("moffat", 1.0))
     full = _wing(obs).flux
+    assert full > 0.004
+    noise = np.random.default_rng(2).normal(0.0, 1e-3 * obs.image.max(), obs.image.shape)
+    noisy = _wing(Observation(obs.image + noise, weight=obs.weight, jacobian=obs.jacobian))
+    assert noisy.flux == 0.0 and math.isnan(noisy.slope)
     weight = obs.weight.copy()
     weight[2:5, 8:20] = 0.0       # masked pixels in the annulus
     masked = _wing(Observation(obs.image, weight=weight, jacobian=obs.jacobian)).flux

@@ -1,5 +1,5 @@
-"""Numba kernel for the PSF wing estimate (called from ``wing.py``): a power law
-fitted to the pixels of an elliptical annulus.
+"""Numba kernels for the PSF wing estimate (called from ``wing.py``): a power law
+fitted to the pixels of an elliptical annulus, and rays leaving the stamp.
 
 ``jac`` = [row0, col0, dvdrow, dvdcol, dudrow, dudcol]; a pixel's radius is that
 of its centre, ``rho^2 = ivv dv^2 + 2 ivu dv du + iuu du^2`` about (v0, u0).
@@ -11,47 +11,78 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _power_law_chi2(lnrho, val, m, n):
+    """(chi2, A) of the least-squares ``val = A rho^-n`` (A linear) over m pixels."""
+    sgg = 0.0
+    sig = 0.0
+    svv = 0.0
+    for i in range(m):
+        g = math.exp(-n * lnrho[i])
+        sgg += g * g
+        sig += val[i] * g
+        svv += val[i] * val[i]
+    return svv - sig * sig / sgg, sig / sgg
+
+
 @njit(cache=True, error_model="numpy")
-def annulus_power_law(image, weight, jac, centre_shape, rin, rout):
-    """(ln A, n, npix) of ``image ~ A rho^-n`` over the pixels with weight > 0,
-    a positive value and ``rin <= rho < rout``: the regression of ln(value) on
-    ln(rho) weighted by value^2, i.e. the least-squares fit of the values
-    themselves to first order. centre_shape = [v0, u0, ivv, ivu, iuu]; npix 0
-    (and nan) when fewer than 3 pixels or a degenerate spread of radii."""
+def annulus_power_law(image, weight, jac, centre_shape, rin, rout, nmin, nmax):
+    """(A, n, npix, s2n) of the least-squares fit ``value = A rho^-n`` to the
+    pixels with weight > 0 and ``rin <= rho < rout``, n in [nmin, nmax] by a
+    golden-section search (A is linear). s2n = the model's sum over the annulus /
+    (rms residual * sqrt(npix)): how well the annulus' light is measured (noise
+    or a profile that is not a power law lower it). centre_shape = [v0, u0, ivv,
+    ivu, iuu]; npix 0 (A, n nan) with fewer than 3 pixels."""
     v0, u0 = centre_shape[0], centre_shape[1]
     ivv, ivu, iuu = centre_shape[2], centre_shape[3], centre_shape[4]
     rin2 = rin * rin
     rout2 = rout * rout
-    s = np.zeros(5)   # sum w, w x, w y, w x^2, w x y
-    npix = 0
     nrow, ncol = image.shape
+    lnrho = np.empty(nrow * ncol)
+    val = np.empty(nrow * ncol)
+    m = 0
     for r in range(nrow):
         for c in range(ncol):
-            val = image[r, c]
-            if weight[r, c] <= 0.0 or not (val > 0.0):
+            if weight[r, c] <= 0.0:
                 continue
             dv = jac[2] * (r - jac[0]) + jac[3] * (c - jac[1]) - v0
             du = jac[4] * (r - jac[0]) + jac[5] * (c - jac[1]) - u0
             rho2 = ivv * dv * dv + 2.0 * ivu * dv * du + iuu * du * du
             if rho2 < rin2 or rho2 >= rout2:
                 continue
-            x = 0.5 * math.log(rho2)
-            y = math.log(val)
-            w = val * val
-            s[0] += w
-            s[1] += w * x
-            s[2] += w * y
-            s[3] += w * x * x
-            s[4] += w * x * y
-            npix += 1
-    if npix < 3:
-        return math.nan, math.nan, 0
-    det = s[0] * s[3] - s[1] * s[1]
-    if not (det > 1e-12 * s[0] * s[3]):
-        return math.nan, math.nan, 0
-    slope = (s[0] * s[4] - s[1] * s[2]) / det
-    lnA = (s[2] - slope * s[1]) / s[0]
-    return lnA, -slope, npix
+            lnrho[m] = 0.5 * math.log(rho2)
+            val[m] = image[r, c]
+            m += 1
+    if m < 3:
+        return math.nan, math.nan, 0, 0.0
+    ratio = 0.5 * (math.sqrt(5.0) - 1.0)
+    lo = nmin
+    hi = nmax
+    x1 = hi - ratio * (hi - lo)
+    x2 = lo + ratio * (hi - lo)
+    f1 = _power_law_chi2(lnrho, val, m, x1)[0]
+    f2 = _power_law_chi2(lnrho, val, m, x2)[0]
+    for _ in range(40):
+        if f1 <= f2:
+            hi = x2
+            x2 = x1
+            f2 = f1
+            x1 = hi - ratio * (hi - lo)
+            f1 = _power_law_chi2(lnrho, val, m, x1)[0]
+        else:
+            lo = x1
+            x1 = x2
+            f1 = f2
+            x2 = lo + ratio * (hi - lo)
+            f2 = _power_law_chi2(lnrho, val, m, x2)[0]
+    n = 0.5 * (lo + hi)
+    chi2, A = _power_law_chi2(lnrho, val, m, n)
+    total = 0.0
+    for i in range(m):
+        total += A * math.exp(-n * lnrho[i])
+    rms = math.sqrt(max(chi2, 0.0) / max(m - 2, 1))
+    s2n = total / (rms * math.sqrt(m)) if rms > 0.0 else math.inf
+    return A, n, m, s2n
 
 
 @njit(cache=True, error_model="numpy")
