@@ -21,7 +21,7 @@ from ..interrupts import reraise_if_interrupted
 from .admom import admom_arrays, obs_arrays
 from .em import fit_em
 from .flags import BAD_INPUT, PSF_FIT_FAILURE
-from .wing import estimate_wing, flux_weight
+from .wing import estimate_wing, flux_weight, mixture
 
 logger = logging.getLogger(__name__)
 
@@ -224,9 +224,7 @@ def _coellip_n(model: str) -> int:
 
 def _with_wing(res: PSFResult, model: str, far, stamp_flux: float) -> PSFResult:
     """The base fit's result with the far Gaussian ``far`` (a wing.Wing) appended."""
-    from .gmix import GMix
-
-    gmix = GMix(pars=np.concatenate([res["gmix"].get_full_pars(), far.pars]))
+    gmix = mixture(np.vstack([res["gmix"].get_full_pars().reshape(-1, 6), far.pars]))
     extra = {k: v for k, v in res.items() if k not in _RESULT_KEYS}
     return _success(model, gmix, np.concatenate([np.ravel(res["pars"]), far.pars]),
                     res["fit_flags"], wing_frac=far.flux / stamp_flux, wing_slope=far.slope,

@@ -67,6 +67,16 @@ class Wing:
     inside: np.ndarray
 
 
+def mixture(rows: np.ndarray) -> GMix:
+    """The GMix of full-parameter rows (n, 6) [p, v, u, irr, irc, icc], set
+    through its record fields (so no kernel is compiled for it)."""
+    gm = GMix(len(rows))
+    for name, values in zip(("p", "row", "col", "irr", "irc", "icc"), np.asarray(rows).T):
+        gm.data[name] = values
+    gm.set_norms()
+    return gm
+
+
 def _rho_frame(irr: float, irc: float, icc: float) -> np.ndarray:
     """The 2x2 matrix N taking (v, u) to coordinates where the shape of covariance
     (irr, irc, icc) is round and areas are kept: |N x| = rho, det N = 1."""
@@ -118,7 +128,7 @@ def estimate_wing(image: np.ndarray, weight: np.ndarray, jac: np.ndarray,
     (l11, l21), (_, l22) = frame
     finv = np.array([[1.0 / l11, -l21 / (l11 * l22)], [0.0, 1.0 / l22]])
     cov_far = (b * b) * (finv @ finv.T)
-    far = GMix(pars=[1.0, v0, u0, cov_far[0, 0], cov_far[0, 1], cov_far[1, 1]])
+    far = mixture(np.array([[1.0, v0, u0, cov_far[0, 0], cov_far[0, 1], cov_far[1, 1]]]))
     inside = np.zeros(image.shape)
     render_gmix(far.data, jac, inside, 1)
     p = flux / max(1.0 - float(inside.sum()), 1e-3)
