@@ -112,7 +112,8 @@ def lm_guess(model: str, am: dict, flux: float, rng: np.random.Generator | None,
 def _fit_lm(target, model: str, am: dict, flux: float, ntry: int,
             rng: np.random.Generator | None, scale: float,
             lm_pars: dict | None = None) -> PSFResult:
-    """LM fit of the (unconvolved) Observation ``target``, a copy of the PSF's."""
+    """LM fit of the (unconvolved) Observation ``target``: the PSF stamp, or for a
+    wing model the stamp less the far Gaussian's light, with flux weights."""
     from .gmix import GMixModel
     from .maxlike import fit_model
 
