@@ -4,9 +4,9 @@ accuracy of exp fits at low S/N and small sizes.
 
 Run: python bench/engine.py [--nobj 200] [--seed 1] [--lowsn-nobj 2000]
                             [--ngmix-python PY] [--speed-only | --lowsn-only]
-Prints median and mean ms/object for the PSF fits (admom, coellip3, em3), the
-exp and bdf fits, full 5-type metacal with gauss fits, the rendering time of an
-18-Gaussian 48x48 image in microseconds, and the peak memory.  Timings on a
+Prints median and mean ms/object for the PSF fits (admom, coellip3, coellip3+wing,
+em3), the exp and bdf fits, full 5-type metacal with gauss fits, the rendering
+time of an 18-Gaussian 48x48 image in microseconds, and the peak memory.  Timings on a
 shared machine are noisy: compare medians.
 
 Low S/N and small sizes: for S/N 10 and 20 and T_gal = 1.5, 0.3 and 0.1 T_psf,
@@ -104,7 +104,7 @@ def speed(args) -> None:
     fit_model(psf_items[0], "coellip3", rng=rng)
     print(f"{args.nobj} objects, 48x48, S/N 50, exp * Moffat(beta={PSF_BETA}, fwhm={PSF_FWHM})")
 
-    for model in ["admom", "coellip3", "em3"]:
+    for model in ["admom", "coellip3", "coellip3+wing", "em3"]:
         fit_psf(psf_items[0], model, rng=rng)
         t, res = timeit(lambda o: fit_psf(o, model, rng=rng), psf_items)
         report(f"psf {model}", t, ok=[r["flags"] == 0 for r in res])

@@ -33,10 +33,6 @@ autodoc_typehints = "signature"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
-# True once every output column has a COLUMN_DOCS entry (pipeline.docgen.columnref):
-# an undocumented column then fails the -W build
-megamixer_require_column_docs = False
-
 html_theme = "alabaster"
 html_theme_options = {"description": "Galaxy shapes and fluxes for imaging surveys, at scale",
                       "fixed_sidebar": True, "page_width": "1280px", "sidebar_width": "220px",

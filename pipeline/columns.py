@@ -34,6 +34,11 @@ PSF_FULL = "[p, row, col, irr, irc, icc] per Gaussian: image counts, arcsec, arc
            "arcsec^2, arcsec^2, arcsec^2"
 
 
+def pars_unit(model: str) -> str:
+    """Units of a model's parameter vector (bdf has fracdev after T)."""
+    return PARS_BDF if model == "bdf" else PARS
+
+
 @dataclass(frozen=True)
 class Column:
     """One output column: numpy type code, element shape, unit and meaning."""

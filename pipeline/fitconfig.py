@@ -50,7 +50,9 @@ IMAGEIO_KEYS = {
 }
 
 PSF_KEYS = {
-    "model": Key(str, "coellip3", "PSF model: admom, gauss, turb, coellip1..5, em1..em5",
+    "model": Key(str, "coellip3+wing", "PSF model: admom, gauss, turb, coellip1..5, "
+                 "em1..em5, or coellipN+wing / emN+wing: the mixture plus a far Gaussian "
+                 "holding the light extrapolated beyond the PSF stamp (docs/psf-models.rst)",
                  choices=PSF_MODELS, nullable=False),
     "ntry": Key(int, 4, "attempts with perturbed guesses", check=AT_LEAST_ONE),
     "fit_pars": Key(dict, {}, "extra options of the PSF fitter (e.g. maxiter, tol); which "

@@ -43,7 +43,7 @@ class WarmReport:
 def warm_cache(cache_dir: Path, fit_config: Mapping[str, Any],
                env: Mapping[str, str] | None = None) -> WarmReport:
     """Fill ``cache_dir`` with every numba specialisation a chunk of ``fit_config``
-    (a fit config mapping, as in configs/fit-*.yaml) needs; returns what was compiled.
+    (a fit config mapping, as in ``configs/fit-*.yaml``) needs; returns what was compiled.
 
     Raises PipelineError (one line) when the config is invalid or the fit fails."""
     cache_dir = Path(cache_dir).resolve()

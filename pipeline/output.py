@@ -165,7 +165,8 @@ def make_meta_table(config_path: str, conf_text: str, meds_files: list[str],
     nband = len(meds_files)
     meds_fields = _meds_meta_fields(meds_meta)
     taken = {e[0] for e in meds_fields}
-    clashes = [c.name for c in meta_columns(nband) if c.name in taken]
+    # magzp_ref is meant to come from the MEDS metadata (30 only when it has none)
+    clashes = [c.name for c in meta_columns(nband) if c.name in taken and c.name != "magzp_ref"]
     if clashes:
         logger.warning("MEDS metadata has column(s) %s: kept, the project's are not written",
                        ", ".join(clashes))

@@ -8,11 +8,14 @@ touched can never pass for a fit.
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 
 from .gmix import flags as F
 from .gmix.flags import BIGVAL, DEFVAL
+
+_METACAL_SUFFIX = re.compile(r"_[12][pm]$")
 
 
 def default_row(dtype: np.dtype) -> np.ndarray:
@@ -23,7 +26,8 @@ def default_row(dtype: np.dtype) -> np.ndarray:
         if name.endswith("flags") or name.endswith("_flags_r"):
             row[name] = F.NO_ATTEMPT
         elif kind == "f":
-            is_err = name.endswith("_err") or name.endswith("_cov")
+            base = _METACAL_SUFFIX.sub("", name)      # mcal_g_cov_1p is an error too
+            is_err = base.endswith("_err") or base.endswith("_cov")
             row[name] = BIGVAL if is_err else DEFVAL
         elif kind in "iu" and not name.endswith("num_itr"):
             row[name] = DEFVAL if kind == "i" else 0

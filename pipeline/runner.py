@@ -327,8 +327,8 @@ class Run:
         if os.path.exists(ckpt):
             os.unlink(ckpt)
         nok = int(np.sum(model_fits["flags"] == 0))
-        logger.info("wrote %s: %d objects, %d with flags 0, %.1f s", final, len(model_fits),
-                    nok, time.monotonic() - t0)
+        logger.info("wrote %s: %d objects, %d with flags 0, %.1f s, peak memory %.0f MB",
+                    final, len(model_fits), nok, time.monotonic() - t0, peak_rss_mb())
         self.io.close()
         return final
 
@@ -362,6 +362,12 @@ class Run:
                 return
             if plot_object_fits(obj, outdir, bands):
                 done += 1
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports kB)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def progress(iterable, enabled: bool | None, total: int):

@@ -25,6 +25,7 @@ import yaml
 from pipeline.columns import dtype_of, undocumented
 from pipeline.gmix import flags as F
 from tests import ngmixer_reference as ref
+from tests.ngmixit_runs import kill_after_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 NOBJ = 50
@@ -506,21 +507,12 @@ def test_collated_catalogue_has_ngmixer_and_des_columns(collated):
 def test_resumed_mof_run_keeps_nbrs_data(tile, outputs):
     """A MOF run killed after a checkpoint and resumed writes the same nbrs_data (and
     MOF tables) as one uninterrupted run: the checkpoint holds the fitter's tables."""
-    import signal
-    import time
     out = tile["dir"] / "killed.fits"
     ckpt = tile["dir"] / "killed-checkpoint.fits"
-    args = [sys.executable, "-m", "pipeline.cli.ngmixit", tile["dir"] / "mof.yaml", out,
-            *tile["meds"], "--seed", SEED, "--fof-file", tile["dir"] / "fof.fits",
-            "--checkpoint-seconds", "0"]
-    proc = subprocess.Popen([str(a) for a in args], stderr=subprocess.DEVNULL, cwd=REPO)
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert ckpt.exists(), "no checkpoint was written"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    rerun = run(*[str(a) for a in args[2:]])
+    args = [tile["dir"] / "mof.yaml", out, *tile["meds"], "--seed", SEED, "--fof-file",
+            tile["dir"] / "fof.fits", "--checkpoint-seconds", "0"]
+    kill_after_checkpoint(args, ckpt, cwd=REPO)
+    rerun = run("pipeline.cli.ngmixit", *[str(a) for a in args])
     assert "resuming from checkpoint" in rerun.stderr
     for ext in ("nbrs_data", "model_fits"):
         got, want = read(out, ext), read(outputs["mof"], ext)
@@ -536,10 +528,10 @@ def test_resumed_mof_run_keeps_nbrs_data(tile, outputs):
 
 
 def test_every_flag_bit_is_documented():
-    """Bits are unique within their family, every named bit is described, and the
-    page docs/columns-and-flags.rst lists each with its value."""
-    import re
+    """Bits are unique within their family, every named bit is described, and every
+    family says which columns hold it (tests/test_docs.py checks the rendered page)."""
     families = F.FLAG_DOCS
+    assert set(families) == set(F.FLAG_FAMILIES)
     for fam, rows in families.items():
         values = [v for _, v, _, _ in rows]
         assert len(set(values)) == len(values), fam
@@ -552,7 +544,32 @@ def test_every_flag_bit_is_documented():
             and n not in ("FIT_BITS",) and v > 0}
     assert bits <= documented, bits - documented
     assert F.FIT_BITS == sum(v for n, v, *_ in families["model"] if n != "MOF_UNCONVERGED")
-    page = (REPO / "docs" / "columns-and-flags.rst").read_text()
-    for rows in families.values():
-        for name, value, _, _ in rows:
-            assert re.search(rf"\* - {value}\n\s+- ``{name}``", page), name
+
+
+def test_collated_catalogue_carries_the_fitters_tables(collated, tile):
+    """ngmixer's collation kept MOF's nbrs_data: every chunk's rows, each object's rows
+    together and in MEDS order, verified like the other HDUs."""
+    from pipeline.fitsfile import verify_fits
+    nbrs = read(collated, "nbrs_data")
+    assert_has(nbrs, ref.nbrs_data("coellip2"), "collated nbrs_data")
+    chunks = sorted(collated.parent.glob("chunks/*/C-cols-*.fits"))
+    per_chunk = [read(c, "nbrs_data") for c in chunks]
+    assert len(nbrs) == sum(len(t) for t in per_chunk) > 0
+    ids = read(collated, "model_fits")["id"]
+    pos = np.searchsorted(np.sort(ids), nbrs["id"])
+    order = np.argsort(ids)[pos]
+    assert np.all(np.diff(order) >= 0)                      # MEDS order, grouped by object
+    assert sorted(map(tuple, np.concatenate(per_chunk)[["id", "nbr_id"]].tolist())) == \
+        sorted(map(tuple, nbrs[["id", "nbr_id"]].tolist()))
+    found = verify_fits(collated)
+    assert list(found.nrows)[-1] == "chunks" and "nbrs_data" in found.nrows
+
+
+def test_unmeasured_errors_are_9999_for_every_metacal_type():
+    from pipeline.rows import default_row
+    row = default_row(np.dtype([("mcal_g_cov", "f8", (2, 2)), ("mcal_g_cov_1p", "f8", (2, 2)),
+                                ("mcal_T_err_2m", "f8"), ("mcal_T_2m", "f8"),
+                                ("mcal_flux_err_1m", "f8", 2)]))
+    assert np.all(row["mcal_g_cov"] == 9999) and np.all(row["mcal_g_cov_1p"] == 9999)
+    assert row["mcal_T_err_2m"] == 9999 and row["mcal_T_2m"] == -9999
+    assert np.all(row["mcal_flux_err_1m"] == 9999)

@@ -27,6 +27,8 @@ from pipeline.identity import catalog_header, tile_catalog
 from pipeline.nbrs import FOFS_DTYPE, write_fofs
 from pipeline.output import NONDETERMINISTIC_COLUMNS
 
+from .ngmixit_runs import kill_after_checkpoint, ngmixit
+
 SEED = 4242
 FIT_CONFIG = """\
 fitter_type: max
@@ -65,14 +67,6 @@ def tiles(tmp_path_factory):
                         "--fof-file", str(fof), "--log-level", "WARNING"], check=True)
         out[tile] = {"meds": meds, "fof": fof, "nbrs": root / f"{tile}-nbrs.fits"}
     return out
-
-
-def ngmixit(*args, check=True, **kw):
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli.ngmixit", *map(str, args)],
-                          capture_output=True, text=True, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ngmixit failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    return proc
 
 
 def one_error_line(proc) -> str:
@@ -193,24 +187,13 @@ def _singleton_fofs(meds: list[Path], path: Path) -> Path:
     return path
 
 
-def _run_until_checkpoint(args: list, ckpt: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.ngmixit", *map(str, args)],
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert ckpt.exists(), "no checkpoint was written"
-
-
 def test_resume_after_changing_the_fof_file_starts_over(tiles, reference, tmp_path):
     """The checkpoint key covers the FoF/nbrs/MOF/obj-flags files: a checkpoint of
     other groups must not be resumed (it gave duplicate and missing ids before)."""
     out = tmp_path / "out.fits"
     ckpt = tmp_path / "out-checkpoint.fits"
     single = _singleton_fofs(tiles["A"]["meds"], tmp_path / "single-fofs.fits")
-    _run_until_checkpoint([tiles["conf"], out, *tiles["A"]["meds"], "--fof-file", single,
+    kill_after_checkpoint([tiles["conf"], out, *tiles["A"]["meds"], "--fof-file", single,
                            "--seed", SEED, "--checkpoint-seconds", 0], ckpt)
     proc = ngmixit(tiles["conf"], out, *tiles["A"]["meds"], "--fof-file", tiles["A"]["fof"],
                    "--seed", SEED)

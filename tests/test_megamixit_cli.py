@@ -354,3 +354,24 @@ def test_cli_overrides_extra_cmds_and_seed(tmp_path, capsys):
     rec = TileRecord.load(layout.tile_record("T1"))
     jobs = chunk_jobs(rec, layout, load_run_config(inp["run_config"]))
     assert jobs[0].extra_cmds == ["source /opt/venv/bin/activate", "export OMP_NUM_THREADS=1"]
+
+
+def test_new_extra_cmds_reach_every_script_of_a_chunk(tmp_path, capsys):
+    """--extra-cmds given at 'run' rewrote job.slurm but not job.sh: now the tile record
+    takes the new lines and every job script a chunk holds is rewritten."""
+    from .test_megamixit_support import fake_ngmixit_cmds
+    inp = make_inputs(tmp_path, {"T1": 4}, extra={"system": "slurm", "queue": "debug"})
+    assert mmx("setup", inp["run_config"], inp["tiles"]) == 0
+    layout = RunLayout(inp["run_dir"], "run1")
+    chunk = layout.chunk_dir("T1", 0, 3)
+    assert (chunk / "job.slurm").exists() and not (chunk / "job.sh").exists()
+    extra = tmp_path / "extra.sh"
+    extra.write_text("\n".join(["echo new-environment-line"] + fake_ngmixit_cmds(tmp_path))
+                     + "\n")
+    assert mmx("run", inp["run_config"], inp["tiles"], "--system", "local",
+               "--extra-cmds", extra) == 0
+    for script in ("job.sh", "job.slurm"):
+        assert "echo new-environment-line\n" in (chunk / script).read_text(), script
+    rec = TileRecord.load(layout.tile_record("T1"))
+    assert rec.extra["extra_cmds"][0] == "echo new-environment-line"
+    assert "new-environment-line" in (chunk / "job.log").read_text()

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import fitsio
 import numpy as np
 import pytest
 
 from pipeline.output import NONDETERMINISTIC_COLUMNS
+
+from .ngmixit_runs import kill_after_checkpoint, ngmixit
 
 NOBJ = 200
 BANDS = "g,r"
@@ -31,14 +31,6 @@ model_pars:
     fracdev: {type: normal, mean: 0.5, sigma: 0.5}
 checkpoint_seconds: 600
 """
-
-
-def ngmixit(*args, check=True, **kw):
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli.ngmixit", *map(str, args)],
-                          capture_output=True, text=True, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ngmixit failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -131,17 +123,10 @@ def test_chunks_concatenate_to_single_run(tile, full_run):
 def test_resume_after_sigkill(tile, full_run):
     out = tile["dir"] / "killed.fits"
     ckpt = tile["dir"] / "killed-checkpoint.fits"
-    args = [sys.executable, "-m", "pipeline.cli.ngmixit", tile["conf"], out, *tile["meds"],
-            "--seed", SEED, "--checkpoint-seconds", "0"]
-    proc = subprocess.Popen([str(a) for a in args], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert ckpt.exists(), "no checkpoint was written"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    args = [tile["conf"], out, *tile["meds"], "--seed", SEED, "--checkpoint-seconds", "0"]
+    kill_after_checkpoint(args, ckpt)
     assert not out.exists(), "the killed run left an output file"
-    rerun = ngmixit(*args[3:])
+    rerun = ngmixit(*args)
     assert "resuming from checkpoint" in rerun.stderr
     resumed_at = int(rerun.stderr.split("at group ")[1].split()[0])
     assert 0 < resumed_at < NOBJ

@@ -148,7 +148,8 @@ def _bad_psfs():
     yield "inf pixels", Observation(np.where(good > good.max() / 2, np.inf, good), jacobian=jac)
 
 
-@pytest.mark.parametrize("model", ["admom", "gauss", "coellip3", "em3"])
+@pytest.mark.parametrize("model", ["admom", "gauss", "coellip3", "em3", "coellip3+wing",
+                                   "em3+wing"])
 def test_bad_psf_input_flagged(model):
     for name, obs in _bad_psfs():
         t0 = time.time()

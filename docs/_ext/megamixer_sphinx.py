@@ -1,9 +1,9 @@
 """Sphinx glue of the megamixer documentation.
 
 - ``.. megamixer-generated:: KIND [ARG ...]`` inserts a table generated from the
-  code (the generators: ``pipeline.docgen``). A flag without a comment always fails
-  a ``-W`` build; an output column without a ``COLUMN_DOCS`` entry does when
-  ``megamixer_require_column_docs`` is True (conf.py).
+  code (the generators: ``pipeline.docgen``). What a generator reports (an output
+  column declared without a meaning, a flag bit not described in ``FLAG_DOCS``) is
+  a warning, so a ``-W`` build fails on it.
 - Top-level pages that the root document's toctrees do not list are appended to it
   in a last toctree, so a page added to ``docs/`` is part of the site at once (a
   glob would warn while no such page exists).
@@ -37,10 +37,8 @@ class GeneratedTable(SphinxDirective):
             raise self.error(str(err)) from None
         for path in out.sources:
             self.env.note_dependency(path)
-        columns = self.arguments[0] == "columns"
-        if out.undocumented and (not columns or self.config.megamixer_require_column_docs):
-            for problem in out.undocumented:
-                logger.warning(problem, location=self.get_location())
+        for problem in out.undocumented:
+            logger.warning(problem, location=self.get_location())
         source, line = self.get_source_info()
         content = StringList(out.lines, source=f"{source} (generated)")
         holder = nodes.section()
@@ -63,6 +61,5 @@ def add_unlisted_pages(app, docname: str, source: list[str]) -> None:
 
 def setup(app):
     app.connect("source-read", add_unlisted_pages)
-    app.add_config_value("megamixer_require_column_docs", False, "env")
     app.add_directive("megamixer-generated", GeneratedTable)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -17,20 +17,28 @@ COMMANDS = ("setup", "run", "status", "collate", "verify", "link", "archive", "c
 logger = logging.getLogger("megamixit")
 
 HELP = {
-    "setup": "layout, config copies, chunk lists and job scripts (refuses to redo without "
-             "--clobber)",
-    "run": "submit chunks without output (all with --clobber); --wait, --dry-run",
-    "status": "table of chunk states per tile; --logs adds failed chunks' log tails",
-    "collate": "one catalogue per tile; checks every object appears once",
-    "verify": "check collated files against their MEDS files",
-    "link": "relative symlinks of collated files into <run>/output/",
-    "archive": "tar.gz logs and job scripts of collated tiles, remove chunk work files",
-    "clean": "remove chunk outputs and logs (--clobber if the tile is not collated)",
+    "setup": "layout, config copies, chunk lists, job scripts, numba cache (refuses to "
+             "redo without --clobber, which first stops the old set-up's jobs)",
+    "run": "submit chunks without valid output (all with --clobber); --wait, --dry-run",
+    "status": "chunk states per tile; exit 0 all done, 1 failed/stuck, 3 in progress; "
+              "--logs adds failed chunks' log tails",
+    "collate": "one catalogue per tile from valid chunks, every object exactly once "
+               "(--skip-errors: marked incomplete)",
+    "verify": "read and check every HDU of the catalogues, the flagged fraction "
+              "(max_flagged_frac); draw <tile>-<run>-qa.png",
+    "link": "relative symlinks of complete catalogues into <run>/output/",
+    "archive": "tar.gz logs and job scripts of verified tiles, remove chunk work files",
+    "clean": "remove chunk outputs and logs of verified tiles (--clobber: even if not "
+             "collated)",
 }
+EXIT_CODES = ("exit status: 0 success; 1 a check failed (verify, status: failed or stuck "
+              "chunks; run: a chunk failed); 2 bad input or refused (one 'error:' line); 3 "
+              "status: chunks still queued, running or not submitted; 130/143 interrupted")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    epilog = "commands:\n" + "\n".join(f"  {c:<8} {HELP[c]}" for c in COMMANDS)
+    epilog = ("commands:\n" + "\n".join(f"  {c:<8} {HELP[c]}" for c in COMMANDS)
+              + "\n\n" + EXIT_CODES)
     p = argparse.ArgumentParser(
         prog="megamixit", description="Chunked ngmixit runs of many tiles.", epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,21 +1,28 @@
-"""Column reference of the output tables, computed from the output dtypes.
+"""Column reference of the output tables, rendered from the column declarations.
 
-The dtypes come from the code that writes the tables, for a config and a band
-count, without fitting anything: :func:`pipeline.runner.table_dtypes` (model_fits,
-epoch_data), :func:`pipeline.output.make_meta_table` (meta_data), the fitters'
-``extra_tables`` (MOF's nbrs_data and mof_convergence),
-:func:`pipeline.megamixer.collate.derived_columns` (columns collate adds) and
-:data:`pipeline.megamixer.catalogue.CHUNK_DTYPE` (the catalogue's chunks table).
+Every column is a :class:`pipeline.columns.Column` (name, type, shape, unit,
+meaning) declared beside the code that fills it; nothing here describes a
+column. The tables are those of :mod:`pipeline.schema` for a fit config that
+asks for every model (and MOF's convergence tables), and
+:data:`pipeline.megamixer.catalogue.CHUNK_COLUMNS` for a catalogue's ``chunks``.
 
-Shapes are found by computing every dtype for two band counts: a dimension that
-changes with it is written in terms of ``nband`` (``5+nband`` parameters).
+Shapes: the declarations are computed for two band counts, and a dimension
+that changes with it is written in terms of ``nband`` (``5+nband``). Columns
+that differ only by model (``{m}_flux``) or metacal type (``mcal_g{s}``) are
+one row. "If unmeasured" is what a row holds before its quantity is filled:
+:func:`pipeline.rows.default_row` for ``model_fits`` and ``epoch_data``, and
+for the columns collate adds, what collate computes for a row never fitted.
 
-Descriptions come from module-level dicts named ``COLUMN_DOCS`` (or ending in
-``COLUMN_DOCS``) in the modules of :data:`DOC_MODULES`, mapping a column name or
-a pattern to ``(unit, meaning)`` (or just a meaning). A pattern holds placeholders in braces, e.g.
-``{m}_flux`` (``{m}``: a model of ``models``) or ``mcal_g{s}`` (``{s}``: a metacal
-type suffix); a column takes the exact entry, else the matching pattern with the
-most literal characters.
+Directive arguments (``.. megamixer-generated:: columns ...``):
+
+=================================  ==============================================
+``HDU FITTER``                     a table ``ngmixit`` writes (``model_fits``,
+                                   ``epoch_data``, ``meta_data``, ``nbrs_data``,
+                                   ``mof_pairs``, ``mof_convergence``)
+``collate HDU FITTER``             the columns ``megamixit collate`` adds to
+                                   ``model_fits`` or ``epoch_data``
+``chunks``                         the collated catalogue's ``chunks`` table
+=================================  ==============================================
 """
 
 from __future__ import annotations
@@ -29,23 +36,28 @@ from typing import Callable
 
 import numpy as np
 
+from ..columns import Column, dtype_of, undocumented
 from ..fitconfig import GALAXY_MODELS, check_fit_config
-from ..fitters.base import get_fitter
+from ..fitters.metacal import TYPES as MCAL_TYPES, suffix as mcal_suffix
+from ..fitters.mof import mof_model_of
 from ..gmix.flags import NO_ATTEMPT
-from ..gmix.metacal import METACAL_TYPES
+from ..megamixer import catalogue
+from ..megamixer.derived import derive
+from ..output import EPOCH_DATA, MODEL_FITS
 from ..rows import default_row
+from ..schema import collated_columns, fit_output_columns
 from .rst import list_table, literal, text
 
-#: band counts the dtypes are computed for (two, to tell nband-dependent shapes)
+#: band counts the tables are computed for (two, to tell nband-dependent shapes)
 NBANDS = (3, 4)
 FITTERS = ("max", "metacal", "mof")
-#: modules whose ``*COLUMN_DOCS`` dicts describe the columns, searched in this order
-DOC_MODULES = ("pipeline.output", "pipeline.imageio.base", "pipeline.fitters.base",
-               "pipeline.fitters.maxlike", "pipeline.fitters.metacal",
-               "pipeline.fitters.mof", "pipeline.megamixer.collate",
-               "pipeline.megamixer.catalogue")
-#: column suffixes of the metacal types (noshear has none)
-MCAL_SUFFIXES = tuple(f"_{t}" for t in METACAL_TYPES if t != "noshear")
+#: modules holding the declarations (the pages are rebuilt when one changes)
+SOURCE_MODULES = ("pipeline.columns", "pipeline.schema", "pipeline.output", "pipeline.rows",
+                  "pipeline.imageio.base", "pipeline.fitters.base", "pipeline.fitters.maxlike",
+                  "pipeline.fitters.metacal", "pipeline.fitters.mof",
+                  "pipeline.megamixer.derived", "pipeline.megamixer.catalogue")
+#: metacal type -> column suffix ("" for noshear)
+MCAL_SUFFIXES = {t: mcal_suffix(t) for t in MCAL_TYPES}
 NONE = "—"
 
 
@@ -57,91 +69,107 @@ def doc_config(fitter: str) -> dict:
                             source=f"column reference ({fitter})")
 
 
-def fitter_tables(conf: dict, nband: int) -> dict[str, np.dtype]:
-    """Every table ``ngmixit`` writes with the (validated) fit config ``conf``, by HDU
-    name, for ``nband`` bands."""
-    from ..output import make_meta_table
-    from ..runner import table_dtypes
-    fit = get_fitter(conf, nband)
-    model, epoch = table_dtypes(fit, nband)
-    meta = make_meta_table("", ["band.fits"] * nband, [None] * nband, 0, (0, 0), fit.name)
-    tables = {"model_fits": model, "epoch_data": epoch, "meta_data": meta.dtype}
-    tables.update({name: table.dtype for name, table in fit.extra_tables().items()})
-    return tables
+def fit_tables(fitter: str, nband: int, collated: bool = False) -> dict[str, list[Column]]:
+    """HDU -> columns of an ngmixit output (or a collated catalogue) of
+    :func:`doc_config`."""
+    conf = doc_config(fitter)
+    return (collated_columns if collated else fit_output_columns)(conf, nband)
 
 
-def collate_columns(conf: dict, nband: int) -> np.dtype:
-    """The columns ``megamixit collate`` adds to the model_fits of ``conf``'s fits."""
-    from ..megamixer.collate import add_columns, derived_columns
-    model = fitter_tables(conf, nband)["model_fits"]
-    row = np.zeros(1, dtype=model)
-    full = add_columns(row, derived_columns(row, np.full(nband, 30.0))).dtype
-    return np.dtype([(n, full[n]) for n in full.names if n not in model.names])
+def added_by_collate(fitter: str, hdu: str, nband: int) -> list[Column]:
+    """The columns ``megamixit collate`` adds to table ``hdu``."""
+    written = {c.name for c in fit_tables(fitter, nband).get(hdu, [])}
+    return [c for c in fit_tables(fitter, nband, collated=True).get(hdu, [])
+            if c.name not in written]
 
 
-def chunks_table(nband: int) -> np.dtype:
-    from ..megamixer.catalogue import CHUNK_DTYPE
-    return np.dtype(CHUNK_DTYPE)
+def collate_unmeasured(fitter: str, nband: int) -> dict[str, object]:
+    """What collate computes for a model_fits row never fitted, by added column."""
+    model = dtype_of(fit_tables(fitter, nband)[MODEL_FITS])
+    row = np.asarray([default_row(model)], dtype=model)
+    return {col.name: values[0] for col, values in derive(row, np.full(nband, 30.0))}
 
 
-# ---------------------------------------------------------------- descriptions
+# ---------------------------------------------------------------- the tables
 
 
-def column_docs() -> list[dict[str, tuple[str, str]]]:
-    """The ``*COLUMN_DOCS`` dicts of :data:`DOC_MODULES`, in search order."""
-    found = []
-    for name in DOC_MODULES:
-        module = importlib.import_module(name)
-        for attr, value in vars(module).items():
-            if attr.endswith("COLUMN_DOCS") and isinstance(value, dict):
-                found.append(value)
-    return found
+@dataclass
+class TableSpec:
+    """How to compute one documented table for a band count: its columns and, where
+    rows start from known values, the value of each column in an unmeasured row."""
+
+    columns: Callable[[int], list[Column]]
+    intro: str
+    unmeasured: Callable[[list[Column], int], dict[str, object]] | None = None
+    #: the MOF model, written ``{m}`` in meanings (MOF's own tables)
+    mof_model: str = ""
 
 
-def _pattern(key: str) -> re.Pattern | None:
-    if "{" not in key:
-        return None
-    parts = re.split(r"\{[^{}]*\}", key)
-    return re.compile(".*?".join(re.escape(p) for p in parts))
+def _defaults(columns: list[Column], nband: int) -> dict[str, object]:
+    row = default_row(dtype_of(columns))
+    return {name: row[name] for name in row.dtype.names}
 
 
-def _entry(value) -> tuple[str, str]:
-    """A COLUMN_DOCS value as (unit, meaning); a plain string is a meaning."""
-    return ("", value) if isinstance(value, str) else (str(value[0]), str(value[1]))
+def _without(columns: Callable[[int], list[Column]], parent: Callable[[int], list[Column]]
+             ) -> Callable[[int], list[Column]]:
+    def table(nband: int) -> list[Column]:
+        known = {c.name for c in parent(nband)}
+        return [c for c in columns(nband) if c.name not in known]
+    return table
 
 
-def describe(names: list[str], docs: list[dict]) -> tuple[str, str] | None:
-    """(unit, meaning) of a column known by ``names`` (its template such as
-    ``{m}_flux`` first, then its literal names): an exact entry for any name, else
-    the matching pattern with the most literal characters."""
-    for name in names:
-        for table in docs:
-            if name in table:
-                return _entry(table[name])
-    literal_names = names[1:] or names   # patterns match real column names
-    best = None
-    for table in docs:
-        for key, value in table.items():
-            pattern = _pattern(key)
-            if pattern and any(pattern.fullmatch(n) for n in literal_names):
-                score = len(re.sub(r"\{[^{}]*\}", "", key))
-                if best is None or score > best[0]:
-                    best = (score, _entry(value))
-    return None if best is None else best[1]
+def _fitter_table(fitter: str, hdu: str) -> Callable[[int], list[Column]]:
+    return lambda nband: fit_tables(fitter, nband).get(hdu, [])
+
+
+def table_spec(args: tuple[str, ...]) -> TableSpec:
+    """The spec of the table named by the directive's arguments (after ``columns``)."""
+    if args == ("chunks",):
+        return TableSpec(lambda nband: list(catalogue.CHUNK_COLUMNS),
+                         "Columns of the collated catalogue's ``chunks`` table.")
+    if len(args) == 3 and args[0] == "collate" and args[2] in FITTERS:
+        hdu, fitter = args[1:]
+        if hdu not in (MODEL_FITS, EPOCH_DATA):
+            raise ValueError(f"collate adds columns to {MODEL_FITS} and {EPOCH_DATA} only, "
+                             f"not {hdu!r}")
+        unmeasured = ((lambda cols, nband: collate_unmeasured(fitter, nband))
+                      if hdu == MODEL_FITS else None)
+        return TableSpec(lambda nband: added_by_collate(fitter, hdu, nband),
+                         f"Columns ``megamixit collate`` adds to ``{hdu}`` "
+                         f"(``fitter_type: {fitter}``).", unmeasured)
+    if len(args) == 2 and args[1] in FITTERS:
+        hdu, fitter = args
+        if hdu not in fit_tables(fitter, NBANDS[0]):
+            raise ValueError(f"fitter_type {fitter} writes no {hdu!r} table")
+        table = _fitter_table(fitter, hdu)
+        unmeasured = _defaults if hdu in (MODEL_FITS, EPOCH_DATA) else None
+        intro = f"Columns of ``{hdu}`` with ``fitter_type: {fitter}``."
+        if hdu not in fit_tables("max", NBANDS[0]):     # MOF's own tables
+            return TableSpec(table, intro, None, mof_model_of(doc_config(fitter)))
+        if fitter != "max":
+            mine, base = ({c.name for c in t(NBANDS[0])}
+                          for t in (table, _fitter_table("max", hdu)))
+            if base <= mine:    # metacal and MOF build on max: list only their own
+                table = _without(table, _fitter_table("max", hdu))
+                intro = (f"Columns of ``{hdu}`` with ``fitter_type: {fitter}``: those of "
+                         f"``max`` and")
+        return TableSpec(table, intro, unmeasured)
+    raise ValueError(f"no column table {' '.join(args)!r}")
 
 
 # ---------------------------------------------------------------- grouping
 
 
 @dataclass
-class Column:
-    """One column (or a group of columns that differ only by model or metacal type)."""
+class Row:
+    """One documented column, or a group of columns that differ only by model or
+    metacal type (``members``, with the model or type each stands for)."""
 
-    template: str
-    members: list[str]
+    name: str
+    members: list[Column]
+    keys: list[str]
     shapes: list[str]
-    dtypes: list[str]
-    default: str
+    unmeasured: list[str]
 
 
 def _dim(values: tuple[int, ...]) -> str:
@@ -155,6 +183,7 @@ def _dim(values: tuple[int, ...]) -> str:
 
 
 def shape_text(shapes: list[tuple[int, ...]]) -> str:
+    """A shape measured at :data:`NBANDS` band counts (empty for a scalar)."""
     if not shapes[0]:
         return ""
     if len({len(s) for s in shapes}) != 1:
@@ -163,173 +192,135 @@ def shape_text(shapes: list[tuple[int, ...]]) -> str:
     return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
 
 
-def dtype_text(dtype: np.dtype) -> str:
-    base = dtype.base
-    return "string" if base.kind == "U" else base.str.lstrip("<>|=")
+def dtype_text(fmt: str) -> str:
+    dtype = np.dtype(fmt)
+    if dtype.kind == "U":
+        return f"string ({dtype.itemsize // 4})" if dtype.itemsize else "string"
+    return dtype.str.lstrip("<>|=")
 
 
-def default_text(value) -> str:
+def value_text(value: object) -> str:
+    """A value of an unmeasured row ("" for strings: they have none)."""
     value = np.ravel(value)[0] if np.ndim(value) else value
-    if isinstance(value, np.str_):
-        return NONE
-    value = value.item()
+    if isinstance(value, (str, np.str_)):
+        return ""
+    value = value.item() if hasattr(value, "item") else value
     if value == NO_ATTEMPT:
         return "NO_ATTEMPT"
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _template(name: str, models: tuple[str, ...], names: set[str]) -> str:
-    """``exp_flux`` -> ``{m}_flux``; ``mcal_g_1p`` and ``mcal_g`` -> ``mcal_g{s}``."""
+def template(name: str, models: tuple[str, ...], names: set[str]) -> tuple[str, str]:
+    """(template, key): ``exp_flux`` -> (``{m}_flux``, ``exp``); ``mcal_g_1p`` ->
+    (``mcal_g{s}``, ``1p``); ``mcal_g`` -> (``mcal_g{s}``, ``noshear``)."""
     for model in sorted(models, key=len, reverse=True):
         if name.startswith(f"{model}_"):
-            name = "{m}" + name[len(model):]
-            break
-    for suffix in MCAL_SUFFIXES:
-        if name.endswith(suffix):
-            return name[:-len(suffix)] + "{s}"
-    if any(f"{name}{s}" in names for s in MCAL_SUFFIXES):
-        return name + "{s}"
-    return name
+            return "{m}" + name[len(model):], model
+    for mtype, suffix in MCAL_SUFFIXES.items():
+        if suffix and name.endswith(suffix):
+            return name[:-len(suffix)] + "{s}", mtype
+    if any(f"{name}{s}" in names for s in MCAL_SUFFIXES.values() if s):
+        return name + "{s}", "noshear"
+    return name, ""
 
 
-def group_columns(dtypes: list[np.dtype], models: tuple[str, ...],
-                  defaults: bool) -> list[Column]:
-    """Columns of ``dtypes[0]`` grouped by template; ``dtypes`` are the same table
-    computed for each of :data:`NBANDS`."""
-    first = dtypes[0]
-    names = set(first.names)
-    groups: dict[str, list[str]] = {}
-    for name in first.names:
-        groups.setdefault(_template(name, models, names), []).append(name)
-    row = default_row(first) if defaults else None
-    out = []
-    for template, members in groups.items():
-        shapes = [shape_text([dt[n].shape for dt in dtypes]) for n in members]
-        out.append(Column(template if len(members) > 1 else members[0], members, shapes,
-                          [dtype_text(first[n]) for n in members],
-                          default_text(row[members[0]]) if defaults else NONE))
-    return out
-
-
-def _varying(values: list[str], members: list[str], models: tuple[str, ...]) -> str:
-    """The common value, with the members that differ in brackets."""
-    common = Counter(values).most_common(1)[0][0]
-    odd = [f"{_member_label(m, models)}: {v or 'scalar'}"
-           for m, v in zip(members, values) if v != common]
-    return (literal(common) if common else NONE) + (f" ({'; '.join(odd)})" if odd else "")
-
-
-def _member_label(name: str, models: tuple[str, ...]) -> str:
-    for model in sorted(models, key=len, reverse=True):
-        if name.startswith(f"{model}_"):
-            return model
-    return name
-
-
-def column_rows(columns: list[Column], docs: list[dict], models: tuple[str, ...],
-                defaults: bool, missing: list[str]) -> list[list[str]]:
+def group_rows(tables: list[list[Column]], unmeasured: dict[str, object] | None,
+               mof_model: str = "") -> list[Row]:
+    """The columns of ``tables[0]`` grouped by template; ``tables`` is the same table
+    computed for each of :data:`NBANDS`. In MOF's own tables every column stands for
+    ``mof_model``."""
+    first = tables[0]
+    names = {c.name for c in first}
+    by_name = [{c.name: c for c in table} for table in tables]
+    groups: dict[str, list[tuple[Column, str]]] = {}
+    for col in first:
+        name, key = template(col.name, tuple(GALAXY_MODELS), names)
+        groups.setdefault(name, []).append((col, key))
     rows = []
-    for col in columns:
-        found = describe([col.template, *col.members], docs)
-        if found is None:
-            missing.append(col.template)
-        unit, meaning = found if found is not None else ("", "")
-        row = [literal(col.template), _varying(col.shapes, col.members, models),
-               _varying(col.dtypes, col.members, models)]
-        if defaults:
-            row.append(literal(col.default) if col.default != NONE else NONE)
-        rows.append(row + [text(unit) if unit else NONE, text(meaning) if meaning else NONE])
+    for name, members in groups.items():
+        cols = [c for c, _ in members]
+        shapes = [shape_text([t[c.name].shape for t in by_name]) for c in cols]
+        values = ([value_text(unmeasured[c.name]) for c in cols]
+                  if unmeasured is not None else [])
+        single = len(members) == 1
+        rows.append(Row(cols[0].name if single else name, cols,
+                        [mof_model] if single else [k for _, k in members], shapes, values))
     return rows
 
 
-# ---------------------------------------------------------------- tables
+def _generic(doc: str, key: str, placeholder: str) -> str:
+    """``doc`` with the member's model or metacal type written as the placeholder."""
+    if not key:
+        return doc
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", placeholder, doc)
 
 
-@dataclass
-class TableSpec:
-    """How to compute one documented table: ``dtype(nband)`` and whether rows start
-    from the unfit defaults (-9999, 9999, NO_ATTEMPT)."""
-
-    dtype: Callable[[int], np.dtype]
-    defaults: bool
-    models: tuple[str, ...] = ()
-
-
-def _subtract(table: Callable[[int], np.dtype], minus: Callable[[int], np.dtype]
-              ) -> Callable[[int], np.dtype]:
-    def dtype(nband: int) -> np.dtype:
-        full, known = table(nband), set(minus(nband).names)
-        return np.dtype([(n, full[n]) for n in full.names if n not in known])
-    return dtype
+def varying(values: list[str], row: Row, literal_values: bool = True,
+            empty: str = NONE) -> str:
+    """The members' common value, with those that differ in brackets (``empty``
+    names an empty value there)."""
+    common = Counter(values).most_common(1)[0][0]
+    show = literal if literal_values else text
+    odd = [f"{key or col.name}: {show(v) if v else empty}"
+           for col, key, v in zip(row.members, row.keys, values) if v != common]
+    return (show(common) if common else NONE) + (f" ({'; '.join(odd)})" if odd else "")
 
 
-def _fitter_table(fitter: str, hdu: str) -> Callable[[int], np.dtype]:
-    return lambda nband: fitter_tables(doc_config(fitter), nband)[hdu]
+def meaning_text(row: Row) -> str:
+    docs = [_generic(c.doc, k, "{s}" if k in MCAL_SUFFIXES else "{m}")
+            for c, k in zip(row.members, row.keys)]
+    return varying(docs, row, literal_values=False)
 
 
-def _parent(fitter: str, hdu: str) -> Callable[[int], np.dtype] | None:
-    """What a fitter's table is documented relative to: max's table when it holds
-    all of it (metacal and MOF build on max), else nothing (the full table)."""
-    if fitter == "max":
-        return None
-    mine, theirs = (set(_fitter_table(f, hdu)(NBANDS[0]).names) for f in (fitter, "max"))
-    return _fitter_table("max", hdu) if theirs <= mine else None
+def table_rows(rows: list[Row], unmeasured: bool) -> list[list[str]]:
+    out = []
+    for row in rows:
+        cells = [literal(row.name), varying(row.shapes, row, empty="scalar"),
+                 varying([dtype_text(c.fmt) for c in row.members], row, literal_values=False)]
+        if unmeasured:
+            cells.append(varying(row.unmeasured, row))
+        cells += [varying([c.unit for c in row.members], row, literal_values=False),
+                  meaning_text(row)]
+        out.append(cells)
+    return out
 
 
-def table_spec(what: str, arg: str | None) -> tuple[TableSpec, str]:
-    """The spec of a documented table and a sentence introducing it."""
-    models = tuple(GALAXY_MODELS)
-    if what in ("model_fits", "epoch_data") and arg in FITTERS:
-        minus = _parent(arg, what)
-        if minus is None:
-            return (TableSpec(_fitter_table(arg, what), True, models),
-                    f"Columns of ``{what}`` with ``fitter_type: {arg}``.")
-        return (TableSpec(_subtract(_fitter_table(arg, what), minus), True, models),
-                f"Columns of ``{what}`` with ``fitter_type: {arg}``: those of ``max`` and")
-    if what in ("meta_data", "nbrs_data", "mof_convergence"):
-        fitter = arg or "mof"
-        return (TableSpec(_fitter_table(fitter, what), False),
-                f"Columns of ``{what}`` (``fitter_type: {fitter}``).")
-    if what == "collate" and arg in FITTERS:
-        return (TableSpec(lambda nb: collate_columns(doc_config(arg), nb), False, models),
-                f"Columns ``megamixit collate`` adds to ``model_fits`` of "
-                f"``fitter_type: {arg}``.")
-    if what == "chunks":
-        return TableSpec(chunks_table, False), "Columns of the catalogue's ``chunks`` table."
-    raise ValueError(f"no column table {what!r} {arg or ''}".strip())
-
-
-def _legend(columns: list[Column]) -> list[str]:
+def _legend(rows: list[Row], mof_model: str) -> list[str]:
     lines = []
-    if any("{m}" in c.template for c in columns):
-        lines.append(f"``{{m}}``: each model of ``models`` ("
-                     f"{', '.join(literal(m) for m in GALAXY_MODELS)}).")
-    if any("{s}" in c.template for c in columns):
-        lines.append("``{s}``: nothing for the ``noshear`` type, else "
-                     + ", ".join(literal(s) for s in MCAL_SUFFIXES) + ".")
+    if mof_model and any("{m}" in meaning_text(r) for r in rows):
+        lines.append("``{m}``: the MOF model (``mof.convergence_model``, else the first "
+                     "model of ``models`` that is not ``cm``); its parameters are shown for "
+                     "a model of ``5+nband``, ``bdf`` has ``6+nband``.")
+    elif any(r.name.startswith("{m}") for r in rows):
+        lines.append("``{m}``: each model of ``models`` ("
+                     + ", ".join(literal(m) for m in GALAXY_MODELS) + ").")
+    if any("{s}" in r.name for r in rows):
+        lines.append("``{s}``: the metacal type, no suffix for ``noshear``, else "
+                     + ", ".join(literal(s) for s in MCAL_SUFFIXES.values() if s) + ".")
     return [" ".join(lines), ""] if lines else []
 
 
-def column_reference(what: str, arg: str | None = None
-                     ) -> tuple[list[str], list[str], list[str]]:
-    """One column table; returns (reST lines, undocumented column names, sources)."""
-    spec, intro = table_spec(what, arg)
-    dtypes = [spec.dtype(nb) for nb in NBANDS]
-    columns = group_columns(dtypes, spec.models, spec.defaults)
-    missing: list[str] = []
-    header = ["column", "shape", "dtype"] + (["if unmeasured"] if spec.defaults else []) + \
-        ["unit", "meaning"]
-    widths = [22, 14, 7] + ([10] if spec.defaults else []) + [10, 37]
-    rows = column_rows(columns, column_docs(), spec.models, spec.defaults, missing)
+def column_reference(*args: str) -> tuple[list[str], list[str], list[str]]:
+    """One column table; returns (reST lines, undocumented columns, source files)."""
+    spec = table_spec(args)
+    tables = [spec.columns(nb) for nb in NBANDS]
+    values = (spec.unmeasured(tables[0], NBANDS[0]) if spec.unmeasured is not None
+              else None)
+    missing = [f"column {name} ({' '.join(args)}) has no meaning in its declaration"
+               for name in dict.fromkeys(n for t in tables for n in undocumented(t))]
+    rows = group_rows(tables, values, spec.mof_model)
+    sources = [inspect.getsourcefile(importlib.import_module(m)) for m in SOURCE_MODULES]
     if not rows:
-        lines = [intro.removesuffix(" and") + ", no others.", ""]
-    else:
-        lines = [intro + (":" if intro.endswith(" and") else ""), ""] + _legend(columns) \
-            + list_table(header, rows, widths)
-    sources = [inspect.getsourcefile(importlib.import_module(m)) for m in
-               (*DOC_MODULES, "pipeline.runner", "pipeline.fitconfig")]
+        return [spec.intro.removesuffix(" and") + ", no others.", ""], missing, sources
+    measured = values is not None
+    header = ["column", "shape", "type"] + (["if unmeasured"] if measured else []) + \
+        ["unit", "meaning"]
+    widths = [20, 13, 7] + ([10] if measured else []) + [12, 38]
+    intro = spec.intro + (":" if spec.intro.endswith(" and") else "")
+    table = list_table(header, table_rows(rows, measured), widths)
+    lines = [intro, ""] + _legend(rows, spec.mof_model) + table
     return lines, missing, sources
 
 
-__all__ = ["column_reference", "fitter_tables", "collate_columns", "describe",
-           "DOC_MODULES", "NBANDS"]
+__all__ = ["column_reference", "fit_tables", "added_by_collate", "collate_unmeasured",
+           "doc_config", "NBANDS", "FITTERS"]

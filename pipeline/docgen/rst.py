@@ -7,11 +7,15 @@ from typing import Iterable, Sequence
 
 # characters that start inline markup (or a reference, for a trailing "_")
 _MARKUP = re.compile(r"([\\*`|_])")
+# what would make a line a list item ("- x", "+", "1. x", "#.")
+_LIST = re.compile(r"^([-+]|\d+[.)]|#\.)(\s|$)")
 
 
 def text(value: object) -> str:
-    """Plain text with every inline-markup character escaped."""
-    return _MARKUP.sub(r"\\\1", str(value))
+    """Plain text with every inline-markup character escaped (and a leading list
+    marker, so that a cell of "-" stays a dash)."""
+    out = _MARKUP.sub(r"\\\1", str(value))
+    return "\\" + out if _LIST.match(out) else out
 
 
 def literal(value: object) -> str:

@@ -59,7 +59,7 @@ def get_fitter(conf: dict, nband: int) -> "BaseFitter":
 
 def fit_columns(m: str, npars: int, nband: int) -> list[Column]:
     """Columns of one max-likelihood model fit ``m``: ngmixer's, then the project's."""
-    pu = C.PARS_BDF if m == "bdf" else C.PARS
+    pu = C.pars_unit(m)
     return [
         Column(f"{m}_flags", "i4", (), C.BITS, "model flags: 0 = usable fit of this model "
                "(engine bits, the quality check, and MOF_UNCONVERGED with MOF)"),

@@ -25,11 +25,12 @@ def model_npars(model: str, nband: int) -> int:
 
 
 def psf_flux_fraction(psf_obs) -> float:
-    """Fraction of the PSF stamp's light its fitted mixture holds (1 when unknown).
+    """The fitted mixture's flux over the PSF stamp's light (1 when unknown).
 
     Models are convolved with the mixture normalised to unit flux, so a point
-    source's flux comes out low by this fraction; a galaxy's by less, as its fit
-    takes part of the wing light into its size (a diagnostic of the PSF model,
+    source's flux comes out low by the light the mixture misses. Below 1: the
+    mixture misses light inside the stamp; above 1 for ``+wing`` models, which add
+    the light extrapolated beyond the stamp (a diagnostic of the PSF model,
     recorded per epoch as ``psf_fit_flux_frac``)."""
     stamp = float(psf_obs.image[psf_obs.weight > 0].sum())
     frac = psf_obs.gmix.get_flux() / stamp if stamp > 0 else 1.0
@@ -69,8 +70,9 @@ class MaxLikeFitter(BaseFitter):
 
     def epoch_columns(self) -> list[Column]:
         return [
-            Column("psf_fit_flags", "i4", (), C.BITS, "PSF fit flags: 0 ok, else "
-                   "PSF_FIT_FAILURE (the epoch is not used)"),
+            Column("psf_fit_flags", "i4", (), C.BITS, "PSF fit flags: 0 ok, else the PSF "
+                   "fit's model flags, or PSF_FIT_FAILURE when the epoch has no PSF image "
+                   "(a flagged epoch is not used)"),
             Column("psf_model_s2n", "f8", (), C.NONE, "S/N of the PSF fit's flux (LM models "
                    "and admom; -9999 for EM)"),
             Column("psf_counts", "f8", (), C.FLUX, "sum of the PSF stamp"),
@@ -82,8 +84,9 @@ class MaxLikeFitter(BaseFitter):
             Column("psf_fit_model_pars", "f8", vec(psf_npars(self.psf_model)), C.NONE,
                    "the PSF fit's own parameters (coellipN: v, u, g1, g2, T_i, F_i; EM: "
                    "the mixture; admom/gauss/turb: v, u, g1, g2, T, flux)"),
-            Column("psf_fit_flux_frac", "f8", (), C.NONE, "fraction of the PSF stamp's "
-                   "light the fitted mixture holds"),
+            Column("psf_fit_flux_frac", "f8", (), C.NONE, "the fitted mixture's flux over "
+                   "the PSF stamp's light (above 1 for +wing models: the light they "
+                   "extrapolate beyond the stamp)"),
         ]
 
     # -- fitting ---------------------------------------------------------

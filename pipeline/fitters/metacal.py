@@ -31,7 +31,7 @@ class MetacalFitter(MaxLikeFitter):
         cols = super().model_columns()
         nb = self.nband
         npars = model_npars(self.mconf["model"], nb)
-        pu = C.PARS_BDF if self.mconf["model"] == "bdf" else C.PARS
+        pu = C.pars_unit(self.mconf["model"])
         cols.append(Column("mcal_flags", "i8", (), C.BITS, "metacal flags: 0 = every "
                            "metacal type fitted and usable (model bits, METACAL_FAILURE)"))
         for mtype in self.types:

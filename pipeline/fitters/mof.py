@@ -63,9 +63,6 @@ from .maxlike import MaxLikeFitter, model_npars
 
 logger = logging.getLogger(__name__)
 
-# mof_pairs flags
-NBR_NOT_RENDERED = 1      # neighbour had no usable fit: its seg pixels were masked
-
 NBRS_DATA = "nbrs_data"
 
 
@@ -137,7 +134,7 @@ class MOFFitter(MaxLikeFitter):
                 Column(f"{m}_mof_num_itr", "i4", (), C.NONE, "passes with the neighbours "
                        "modelled: sweeps (iterate), joint LM iterations (joint), 1 with "
                        "--mof-file, 0 for a group of one"),
-                Column(f"{m}_mof_abs_diff", "f8", vec(n), C.PARS, f"|change| of the "
+                Column(f"{m}_mof_abs_diff", "f8", vec(n), C.pars_unit(m), f"|change| of the "
                        f"parameters {last}"),
                 Column(f"{m}_mof_frac_diff", "f8", vec(n), C.NONE, f"|fractional change| "
                        f"of the parameters {last}"),
@@ -160,12 +157,12 @@ class MOFFitter(MaxLikeFitter):
                    "from --nbrs-file outside the group)"),
             Column("nbr_number", "i8", (), C.NONE, "number of the other member"),
             Column("fofid", "i8", (), C.NONE, "FoF group"),
-            Column("nbr_flags", "i4", (), C.BITS, "1: the other member had no usable fit "
-                   "and was masked"),
+            Column("nbr_flags", "i4", (), C.BITS, "neighbour flags: NBR_NOT_MODELLED when "
+                   "the other member had no usable fit and was masked"),
             Column("nepoch", "i4", (), C.NONE, "epochs of the object used"),
             Column("nepoch_offchip", "i4", (), C.NONE, "of those, epochs where the other "
                    "member has no cutout"),
-            Column("nbr_pars", "f8", vec(npars), C.PARS, "the other member's final "
+            Column("nbr_pars", "f8", vec(npars), C.pars_unit(self.mof_model), "the other member's final "
                    f"parameters ({self.mof_model})"),
         ]
         out["mof_convergence"] = [
@@ -174,7 +171,7 @@ class MOFFitter(MaxLikeFitter):
             Column("itr", "i4", (), C.NONE, "pass (1 = the first pass, without "
                    "neighbours)"),
             Column("flags", "i4", (), C.NONE, "1: no usable model after this pass"),
-            Column("pars", "f8", vec(npars), C.PARS, f"{self.mof_model} parameters after "
+            Column("pars", "f8", vec(npars), C.pars_unit(self.mof_model), f"{self.mof_model} parameters after "
                    "this pass"),
         ]
         return out
@@ -553,7 +550,7 @@ class MOFFitter(MaxLikeFitter):
             pars = nb.pars if nb.pars is not None else np.full(npars, F.DEFVAL)
             nbr_id = ids.get(id(nb), -1)
             self._nbrs_rows.append((m.obj.id, nbr_id, nb.number, m.obj.fofid,
-                                    0 if nb.ok else NBR_NOT_RENDERED, len(keys), offchip,
+                                    0 if nb.ok else F.NBR_NOT_MODELLED, len(keys), offchip,
                                     np.asarray(pars)[:npars]))
 
 
@@ -628,4 +625,4 @@ def read_mof_pars(path: str, model: str) -> dict:
 register("mof")(MOFFitter)
 
 __all__ = ["MOFFitter", "read_mof_pars", "mof_model_of", "nbrs_data_columns",
-           "NBR_NOT_RENDERED", "NBRS_DATA"]
+           "NBRS_DATA"]

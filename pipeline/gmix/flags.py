@@ -1,38 +1,28 @@
 """Flag bits, in one place for the whole pipeline.
 
-Families, each stored in its own output columns, so bit values may repeat
-across families (never within one):
-
-* model flags: why a fit of the engine failed or is not usable
-  (``FitResult['flags']``; ``{m}_flags``, ``{m}_max_flags``, ``mcal_flags``,
-  ``psf_fit_flags`` of a failed LM PSF fit, ``{m}_flags_r``);
-* object flags (``flags`` column of ``model_fits``): the DES values, fitter
-  bits low, run-level bits high (``obj_flags`` holds the run-level bits set
-  while reading);
-* MOF flags (``{m}_mof_flags``), ngmixer's values;
-* neighbour flags (``nbr_flags`` of ``nbrs_data``).
-
-:data:`FLAG_DOCS` describes every bit (value, meaning, where it is set) for
-the documentation; a test keeps it complete.
+Each family is stored in its own output columns (:data:`FLAG_FAMILIES`), so bit
+values may repeat across families (never within one). :data:`FLAG_DOCS`
+describes every bit (value, meaning, where it is set); the documentation's flag
+reference is rendered from these two, and a test keeps them complete.
 """
 
-# --- model flags (FitResult["flags"], {m}_flags) ------------------------------
-NO_DATA = 2**0            # no pixel with positive weight (all-zero weight / all non-finite)
-BAD_JACOBIAN = 2**1       # singular or non-finite Jacobian
-BAD_PSF = 2**2            # PSF mixture missing flux, non-finite or singular
-BAD_GUESS = 2**3          # no valid starting point (model invalid at the guess)
-LM_MAXIT = 2**4           # Levenberg-Marquardt hit the iteration limit
-LM_SINGULAR = 2**5        # normal matrix could not be factorised at any damping
-COV_NOT_POSDEF = 2**6     # covariance (inverse normal matrix) singular or not positive
-NONFINITE = 2**7          # non-finite value in parameters or chi2
-BAD_MODEL = 2**8          # unknown model / wrong number of parameters
-BAD_INPUT = 2**9          # inconsistent input (shapes, bands) detected by the fitter
-ZERO_FLUX = 2**10         # PSF-flux template has zero norm / no signal
-BAD_ERRORS = 2**11        # an error (pars, flux, T, g) not finite and positive
-NO_CHI2PER = 2**12        # chi2 per degree of freedom not measured (no free pixels)
-AT_SIZE_BOUND = 2**13     # T ended at a bound (flat T prior, given bounds, MOF size limit)
-MOF_UNCONVERGED = 2**14   # MOF: this object's fit is not converged ({m}_mof_flags says why)
-SHAPE_AT_LIMIT = 2**15    # |g| ended above 0.999, at the edge of its domain
+# model flags (FitResult["flags"])
+NO_DATA = 2**0
+BAD_JACOBIAN = 2**1
+BAD_PSF = 2**2
+BAD_GUESS = 2**3
+LM_MAXIT = 2**4
+LM_SINGULAR = 2**5
+COV_NOT_POSDEF = 2**6
+NONFINITE = 2**7
+BAD_MODEL = 2**8
+BAD_INPUT = 2**9
+ZERO_FLUX = 2**10
+BAD_ERRORS = 2**11
+NO_CHI2PER = 2**12
+AT_SIZE_BOUND = 2**13
+MOF_UNCONVERGED = 2**14
+SHAPE_AT_LIMIT = 2**15
 
 ENGINE_FLAG_NAMES = {
     NO_DATA: "NO_DATA", BAD_JACOBIAN: "BAD_JACOBIAN", BAD_PSF: "BAD_PSF",
@@ -43,23 +33,23 @@ ENGINE_FLAG_NAMES = {
     MOF_UNCONVERGED: "MOF_UNCONVERGED", SHAPE_AT_LIMIT: "SHAPE_AT_LIMIT",
 }
 
-# --- fitter flags (model_fits "flags"), values as in the DES tools -----------
-PSF_FIT_FAILURE = 2**0        # no epoch of some band kept a PSF fit
-GAL_FIT_FAILURE = 2**1        # a model fit failed (its M_flags say why)
-PSF_FLUX_FIT_FAILURE = 2**2   # the PSF flux fit failed in some band (see psf_flags)
-LOW_PSF_FLUX = 2**3           # reserved (DES value); not set by this pipeline
-METACAL_FAILURE = 2**4        # a metacal fit failed or could not run (see mcal_flags)
+# object flags: the fitters' bits, values as in the DES tools
+PSF_FIT_FAILURE = 2**0
+GAL_FIT_FAILURE = 2**1
+PSF_FLUX_FIT_FAILURE = 2**2
+LOW_PSF_FLUX = 2**3
+METACAL_FAILURE = 2**4
 
-# --- run-level flags ----------------------------------------------------------
-OBJECT_IN_BLACKLIST = 2**24   # reserved (DES value); not set by this pipeline
-BAD_OBJ = 2**25               # flagged in the --obj-flags file: not fitted
-IMAGE_FLAGS = 2**26           # some band has no usable epoch (image flags, weights): not fitted
-NO_CUTOUTS = 2**27            # no cutout in any band: not fitted
-BOX_SIZE_TOO_BIG = 2**28      # stamp larger than max_box_size: not fitted
-UTTER_FAILURE = 2**29         # an exception while reading or fitting (see OUT-diagnostics.jsonl)
-NO_ATTEMPT = 2**30            # not fitted (the default of every flags column)
+# object flags: run-level bits, values as in the DES tools
+OBJECT_IN_BLACKLIST = 2**24
+BAD_OBJ = 2**25
+IMAGE_FLAGS = 2**26
+NO_CUTOUTS = 2**27
+BOX_SIZE_TOO_BIG = 2**28
+UTTER_FAILURE = 2**29
+NO_ATTEMPT = 2**30
 
-# --- MOF flags ({m}_mof_flags), ngmixer's values ---------------------------------
+# MOF flags, ngmixer's values
 NBR_NOT_CONVERGED = 2**0
 NBR_BAD_FIT = 2**1
 NBR_NOT_FIT = 2**2
@@ -71,10 +61,10 @@ FOFMEM_SKIPPED_IN_CONV_CHECK = 2**7
 MOF_NOT_CONVERGED = 2**8
 MOF_SKIPPED_IN_CONV_CHECK = 2**9
 
-# --- neighbour flags (nbrs_data nbr_flags) -----------------------------------------
-NBR_NOT_MODELLED = 2**0       # not drawn on this stamp: its seg pixels were masked instead
-NBR_OFF_EPOCH = 2**1          # no cutout of the neighbour in this image: sky position used
-NBR_HAS_NO_PSF_FIT = 2**30    # no PSF mixture for the neighbour on this image (ngmixer's)
+# neighbour flags (NBR_HAS_NO_PSF_FIT: ngmixer's value)
+NBR_NOT_MODELLED = 2**0
+NBR_OFF_EPOCH = 2**1
+NBR_HAS_NO_PSF_FIT = 2**30
 
 # bits of {m}_flags that say the fit itself is unusable (set in {m}_max_flags too);
 # the others describe the object's context (MOF convergence)
@@ -85,6 +75,17 @@ FIT_BITS = (NO_DATA | BAD_JACOBIAN | BAD_PSF | BAD_GUESS | LM_MAXIT | LM_SINGULA
 # default values for numbers that were not measured
 DEFVAL = -9999.0
 BIGVAL = 9999.0
+
+#: family -> (title, the columns that hold its bits)
+FLAG_FAMILIES: dict[str, tuple[str, str]] = {
+    "model": ("Model flags", "{m}_flags, {m}_max_flags, {m}_flags_r, psf_flags (per band), "
+              "mcal_flags (with METACAL_FAILURE, 16, when a metacal type could not be "
+              "fitted), psf_fit_flags of epoch_data (the PSF fit's)"),
+    "object": ("Object flags", "flags of model_fits (the run-level bits also in obj_flags); "
+               "psf_fit_flags holds PSF_FIT_FAILURE for an epoch without a PSF image"),
+    "mof": ("MOF flags", "{m}_mof_flags"),
+    "neighbour": ("Neighbour flags", "nbr_flags of nbrs_data and mof_pairs"),
+}
 
 _ENGINE = "the engine's fit (pipeline.gmix.maxlike.fit_model)"
 _CHECK = "the fitters' check of every result (pipeline.fitters.base.fit_quality_flags)"

@@ -1,9 +1,11 @@
-"""PSF fitting: adaptive moments, LM fits of gauss/turb/coellipN, EM with N Gaussians.
+"""PSF fitting: adaptive moments, LM fits of gauss/turb/coellipN, EM with N Gaussians,
+and the wing models ``coellipN+wing`` / ``emN+wing`` (see ``wing.py``).
 
 ``fit_psf`` never raises for bad data: a zero-flux, non-finite or zero-weight
 PSF image gives a result with the PSF_FIT_FAILURE bit set and ``psf_obs.gmix``
 left untouched.  On success ``psf_obs.gmix`` is the fitted mixture in (v, u)
-arcsec relative to the Jacobian centre, with the image's flux.
+arcsec relative to the Jacobian centre, with the image's flux (wing models:
+plus the light estimated beyond the stamp).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..interrupts import reraise_if_interrupted
 from .admom import admom_arrays, obs_arrays
 from .em import fit_em
 from .flags import BAD_INPUT, PSF_FIT_FAILURE
+from .wing import estimate_wing, flux_weight, mixture
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +38,19 @@ _COELLIP_START = {
     5: ((0.2, 0.5, 1.1, 2.5, 6.0), (0.1, 0.3, 0.35, 0.2, 0.05)),
 }
 COELLIP_MODELS = tuple(f"coellip{n}" for n in sorted(_COELLIP_START))
+WING_SUFFIX = "+wing"
+#: a coellipN or emN mixture fitted with the light beyond the stamp extrapolated
+#: into one more (far) Gaussian; LM fits use flux weights (``wing.py``)
+WING_MODELS = tuple(m + WING_SUFFIX for m in COELLIP_MODELS + EM_MODELS)
 #: every PSF model ``fit_psf`` fits (configs are validated against this list)
-PSF_MODELS = ("admom",) + LM_PSF_MODELS + COELLIP_MODELS + EM_MODELS
+PSF_MODELS = ("admom",) + LM_PSF_MODELS + COELLIP_MODELS + EM_MODELS + WING_MODELS
+
+
+def split_wing(model: str) -> tuple[str, bool]:
+    """(base model, whether it has the far wing Gaussian) of a PSF model name."""
+    if model.endswith(WING_SUFFIX):
+        return model[:-len(WING_SUFFIX)], True
+    return model, False
 
 
 class PSFResult(dict):
@@ -95,15 +109,14 @@ def lm_guess(model: str, am: dict, flux: float, rng: np.random.Generator | None,
     return np.array([v, u, g1, g2, Tg, flux * (1.0 + jitter * rnd())])
 
 
-def _fit_lm(psf_obs, model: str, am: dict, flux: float, ntry: int,
+def _fit_lm(target, model: str, am: dict, flux: float, ntry: int,
             rng: np.random.Generator | None, scale: float,
             lm_pars: dict | None = None) -> PSFResult:
+    """LM fit of the (unconvolved) Observation ``target``: the PSF stamp, or for a
+    wing model the stamp less the far Gaussian's light, with flux weights."""
     from .gmix import GMixModel
     from .maxlike import fit_model
-    from .observation import Observation
 
-    # fit the PSF image itself, unconvolved
-    target = Observation(psf_obs.image, weight=psf_obs.weight, jacobian=psf_obs.jacobian)
     last_flags = 0
     for itry in range(ntry):
         guess = lm_guess(model, am, flux, rng, scale, jitter=0.0 if itry == 0 else 0.1)
@@ -154,6 +167,7 @@ _EM_KEYS = {"maxiter": int, "tol": float}
 
 def fit_pars_types(model: str) -> dict[str, type]:
     """Options ``fit_psf`` takes for ``model`` (name -> int or float; all positive)."""
+    model = split_wing(model)[0]
     if model == "admom":
         return dict(_ADMOM_KEYS)
     if model in EM_MODELS:
@@ -164,23 +178,30 @@ def fit_pars_types(model: str) -> dict[str, type]:
 
 def psf_ngauss(model: str) -> int:
     """Gaussians in a PSF model's mixture (its full parameters: 6 per Gaussian)."""
+    model, wing = split_wing(model)
     if model in EM_MODELS:
-        return int(model[2:])
-    if model.startswith("coellip"):
-        return int(model[len("coellip"):])
-    if model == "admom":
-        return 1
-    from .models import get_model
-    return get_model(model).ngauss
+        n = int(model[2:])
+    elif model.startswith("coellip"):
+        n = int(model[len("coellip"):])
+    elif model == "admom":
+        n = 1
+    else:
+        from .models import get_model
+        n = get_model(model).ngauss
+    return n + wing
 
 
 def psf_npars(model: str) -> int:
-    """Length of a PSF model's parameter vector (EM: the flat mixture, 6 per Gaussian)."""
+    """Length of a PSF model's parameter vector (EM: the flat mixture, 6 per Gaussian;
+    wing models: the base model's, then the far Gaussian's 6)."""
+    model, wing = split_wing(model)
     if model in EM_MODELS:
-        return 6 * int(model[2:])
-    if model.startswith("coellip"):
-        return 4 + 2 * int(model[len("coellip"):])
-    return 6
+        n = 6 * int(model[2:])
+    elif model.startswith("coellip"):
+        n = 4 + 2 * int(model[len("coellip"):])
+    else:
+        n = 6
+    return n + 6 * wing
 
 
 def _check_fit_pars(model: str, fit_pars: dict) -> tuple:
@@ -192,18 +213,49 @@ def _check_fit_pars(model: str, fit_pars: dict) -> tuple:
     return allowed
 
 
+def _coellip_n(model: str) -> int:
+    """N of a "coellipN" name, 0 for any other name."""
+    if not model.startswith("coellip"):
+        return 0
+    try:
+        return int(model[len("coellip"):])
+    except ValueError:
+        return 0
+
+
+def _with_wing(res: PSFResult, model: str, far, stamp_flux: float) -> PSFResult:
+    """The base fit's result with the far Gaussian ``far`` (a wing.Wing) appended."""
+    gmix = mixture(np.vstack([res["gmix"].get_full_pars().reshape(-1, 6), far.pars]))
+    extra = {k: v for k, v in res.items() if k not in _RESULT_KEYS}
+    return _success(model, gmix, np.concatenate([np.ravel(res["pars"]), far.pars]),
+                    res["fit_flags"], wing_frac=far.flux / stamp_flux, wing_slope=far.slope,
+                    **extra)
+
+
+_RESULT_KEYS = ("flags", "fit_flags", "model", "pars", "g", "T", "flux", "gmix", "message")
+
+
 def fit_psf(psf_obs: Any, model: str = "coellip3", ntry: int = 4,
             rng: np.random.Generator | None = None, guess_T: float | None = None,
             **fit_pars) -> PSFResult:
     """Fit a PSF Observation with ``model`` ("admom", "gauss", "turb", "coellipN",
-    "em1".."em5"); on success set ``psf_obs.gmix``.
+    "em1".."em5", or a wing model "coellipN+wing" / "emN+wing"); on success set
+    ``psf_obs.gmix``.
 
     ntry: attempts from an admom-based guess, jittered on retries (LM also
-    perturbs each start with ``rng``; EM's first try is deterministic).  guess_T: starting size in arcsec^2 for adaptive moments.
+    perturbs each start with ``rng``; EM's first try is deterministic).
+    guess_T: starting size in arcsec^2 for adaptive moments.
     fit_pars: admom (maxiter, etol, Ttol), EM (maxiter, tol) or LM (maxfev,
     ftol, xtol, lambda0) options; others raise ConfigError.
+    Wing models fit the base model to the stamp minus the far Gaussian's light
+    in it (LM with ``wing.flux_weight``), then append the far Gaussian; their
+    result also holds ``wing_frac`` (light put beyond the stamp / the stamp's)
+    and ``wing_slope`` (the measured n of the rho^-n wings, nan if none).
     """
+    from .observation import Observation
+
     model = str(model)
+    base, wing = split_wing(model)
     _check_fit_pars(model, fit_pars)
     image, weight, jac, problem = obs_arrays(psf_obs)
     if problem:
@@ -219,30 +271,42 @@ def fit_psf(psf_obs: Any, model: str = "coellip3", ntry: int = 4,
         am_ok = None
         # a fallback start: centred, round, 2-pixel sigma (or guess_T)
         Tg = guess_T if guess_T else 8.0 * scale * scale
-        am_start = {"pars": np.array([0.0, 0.0, 0.0, 0.0, Tg, flux]), "T": Tg}
+        am_start = {"pars": np.array([0.0, 0.0, 0.0, 0.0, Tg, flux]), "T": Tg,
+                    "Irr": 0.5 * Tg, "Irc": 0.0, "Icc": 0.5 * Tg}
     else:
         am_ok = am
         am_start = am
 
-    if model == "admom":
+    if wing and base not in EM_MODELS and _coellip_n(base) < 1:
+        return _failure(model, f"unknown PSF model '{model}'")
+    if wing:
+        far = estimate_wing(image, weight, jac, am_start["pars"][:2],
+                            (am_start["Irr"], am_start["Irc"], am_start["Icc"]))
+        image = image - far.inside
+        target = Observation.from_clean(image, weight if base in EM_MODELS
+                                        else flux_weight(image, weight), psf_obs.jacobian)
+        fit_flux = flux - float(far.inside[weight > 0].sum())
+    else:
+        far = None
+        target = Observation.from_clean(image, weight, psf_obs.jacobian)
+        fit_flux = flux
+
+    if base == "admom" and not wing:
         if am_ok is None:
             return _failure(model, "adaptive moments failed", am["flags"])
         res = _success(model, am.get_gmix(), am["pars"], numiter=am["numiter"], s2n=am["s2n"])
-    elif model in EM_MODELS:
-        res = _fit_em(psf_obs, int(model[2:]), am_ok, max(ntry, 1), rng, dict(fit_pars))
-    elif model in LM_PSF_MODELS or model.startswith("coellip"):
-        if model.startswith("coellip"):
-            try:
-                n = int(model[len("coellip"):])
-            except ValueError:
-                n = 0
-            if n < 1:
-                return _failure(model, f"unknown PSF model '{model}'")
-        res = _fit_lm(psf_obs, model, am_start, flux, max(ntry, 1), rng, scale,
+    elif base in EM_MODELS:
+        res = _fit_em(target, int(base[2:]), am_ok, max(ntry, 1), rng, dict(fit_pars))
+    elif (base in LM_PSF_MODELS and not wing) or _coellip_n(base) >= 1:
+        res = _fit_lm(target, base, am_start, fit_flux, max(ntry, 1), rng, scale,
                       dict(fit_pars) or None)
     else:
         return _failure(model, f"unknown PSF model '{model}'")
 
+    if res["flags"] == 0 and far is not None:
+        res = _with_wing(res, model, far, flux)
+    elif res["flags"] != 0:
+        res["model"] = model
     if res["flags"] == 0:
         psf_obs.gmix = res["gmix"]
     return res

@@ -3,7 +3,8 @@
 HDUs: empty primary with the provenance (:class:`pipeline.provenance.Provenance`
 of the whole tile, tags ``run``, ``tile``, ``setup``) and ``MMXCOMPL`` (T when
 every chunk of the set-up is in), ``model_fits``, ``epoch_data``,
-``meta_data``, and ``chunks``: one row per chunk of the tile record with its
+``meta_data``, the fitter's own tables (MOF: ngmixer's ``nbrs_data``,
+``mof_pairs``, ...) collated like epoch_data, and ``chunks``: one row per chunk of the tile record with its
 range, rows, ``status`` (``collated`` or ``missing``), the fingerprint of
 the chunk file that went in, the seconds spent fitting (sum of ``time_last_fit``)
 and the job's wall time (from its log; -1 when unknown). Every HDU carries a FITS checksum.
@@ -20,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
+from .. import columns as C
+from ..columns import Column, dtype_of
 from ..errors import InputFileError
 from ..fitsfile import atomic_fits, open_fits, verify_fits, write_checksums
 from ..provenance import Provenance
@@ -30,24 +34,40 @@ from .tilerecord import TileRecord
 CHUNKS_EXT = "chunks"
 COMPLETE_KEY = "MMXCOMPL"
 COLLATED, MISSING = "collated", "missing"
-CHUNK_DTYPE = [("name", "U40"), ("first", "i8"), ("last", "i8"), ("nobj", "i8"),
-               ("nepoch", "i8"), ("status", "U8"), ("fingerprint", "U64"),
-               ("fit_seconds", "f8"), ("wall_seconds", "f8")]
+CHUNK_COLUMNS = [
+    Column("name", "U40", (), C.NONE, "the chunk's folder name, chunk<first>-<last>"),
+    Column("first", "i8", (), C.NONE, "first FoF group of the chunk"),
+    Column("last", "i8", (), C.NONE, "last FoF group of the chunk"),
+    Column("nobj", "i8", (), C.NONE, "model_fits rows the chunk contributed (a missing "
+           "chunk: the objects it should have held)"),
+    Column("nepoch", "i8", (), C.NONE, "epoch_data rows the chunk contributed (0 when "
+           "missing)"),
+    Column("status", "U8", (), C.NONE, f"{COLLATED} or {MISSING} (only with --skip-errors)"),
+    Column("fingerprint", "U64", (), C.NONE, "digest of the chunk file's HDU checksums "
+           "(empty when missing): archive and clean delete only that file"),
+    Column("fit_seconds", "f8", (), C.SECOND, "fitting time of the chunk (sum of "
+           "time_last_fit; -1 when missing)"),
+    Column("wall_seconds", "f8", (), C.SECOND, "wall time of the chunk's last job attempt, "
+           "from its job log (-1 when unknown)"),
+]
+CHUNK_DTYPE = dtype_of(CHUNK_COLUMNS)
 HDUS = ("model_fits", "epoch_data", "meta_data", CHUNKS_EXT)
 
 
-def tile_provenance(rec: TileRecord, nobj: int, nepoch: int) -> Provenance:
+def tile_provenance(rec: TileRecord, nobj: int, nepoch: int, nextra: int = 0) -> Provenance:
     prov = rec.expected(0, rec.ngroups - 1)
-    from .. import __version__
     prov.version = __version__
-    prov.nobj, prov.nepoch, prov.nhdu = nobj, nepoch, 1 + len(HDUS)
+    prov.nobj, prov.nepoch, prov.nhdu = nobj, nepoch, 1 + len(HDUS) + nextra
     return prov
 
 
 def write_catalogue(path: Path, rec: TileRecord, model: np.ndarray, epoch: np.ndarray,
-                    meta: np.ndarray | None, chunks: np.ndarray, complete: bool) -> str:
-    """Write the catalogue atomically; returns its fingerprint."""
-    prov = tile_provenance(rec, len(model), len(epoch))
+                    meta: np.ndarray | None, chunks: np.ndarray, complete: bool,
+                    extra: dict[str, np.ndarray] | None = None) -> str:
+    """Write the catalogue atomically; returns its fingerprint. ``extra``: the
+    fitter's own tables (MOF: ``nbrs_data``, ...), collated like epoch_data."""
+    extra = extra or {}
+    prov = tile_provenance(rec, len(model), len(epoch), len(extra))
     with atomic_fits(path) as fits:
         fits.write(model, extname="model_fits")
         fits[0].write_keys(prov.header_records() + [
@@ -56,6 +76,8 @@ def write_catalogue(path: Path, rec: TileRecord, model: np.ndarray, epoch: np.nd
         fits.write(epoch, extname="epoch_data")
         fits.write(meta if meta is not None else np.zeros(0, dtype=[("empty", "i4")]),
                    extname="meta_data")
+        for name, table in extra.items():
+            fits.write(table, extname=name)
         fits.write(chunks, extname=CHUNKS_EXT)
         write_checksums(fits)
     return verify_fits(path).fingerprint
@@ -113,7 +135,8 @@ def check_catalogue(layout: RunLayout, rec: TileRecord, check_ids: bool = True
     if diffs:
         res.problems.append(f"{path}: stale catalogue of another set-up: {'; '.join(diffs)} "
                             f"(collate again)")
-    if found.nhdu != prov.nhdu or any(h not in found.nrows for h in HDUS):
+    if found.nhdu != prov.nhdu or any(h not in found.nrows for h in HDUS) \
+            or list(found.nrows)[-1] != CHUNKS_EXT:
         res.problems.append(f"{path}: has {found.nhdu} HDUs ({', '.join(found.nrows)}), "
                             f"expected {prov.nhdu}: truncated?")
         return res

@@ -46,6 +46,7 @@ class ChunkTables:
     epoch: np.ndarray
     meta: np.ndarray | None
     fingerprint: str
+    extra: dict[str, np.ndarray]          # the fitter's own tables (MOF: nbrs_data, ...)
 
 
 @dataclass
@@ -65,16 +66,25 @@ def _name_list(items: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+STANDARD_HDUS = ("model_fits", "epoch_data", "meta_data")
+
+
 def read_chunk(path: Path, want_meta: bool) -> tuple[np.ndarray, np.ndarray,
-                                                     np.ndarray | None]:
-    """``(model_fits, epoch_data, meta_data or None)`` of a verified chunk file."""
+                                                     np.ndarray | None, dict[str, np.ndarray]]:
+    """``(model_fits, epoch_data, meta_data or None, {name: other table})`` of a
+    verified chunk file."""
     with open_fits(path) as fits:
         model = fits["model_fits"].read()
         epoch = fits["epoch_data"].read()
         meta = fits["meta_data"].read() if want_meta else None
+        extra = {}
+        for hdu in fits[1:]:
+            name = hdu.get_extname()
+            if name not in STANDARD_HDUS and hdu.get_exttype() == "BINARY_TBL":
+                extra[name] = hdu.read()
     if model.dtype.names is None or "id" not in model.dtype.names:
         raise InputFileError(path, "model_fits has no 'id' column")
-    return model, epoch, meta
+    return model, epoch, meta, extra
 
 
 def why_no_output(layout: RunLayout, rec: TileRecord, first: int, last: int) -> str:
@@ -108,11 +118,12 @@ def read_chunks(layout: RunLayout, rec: TileRecord) -> tuple[list[ChunkTables], 
             bad.append(f"{name} ({out.problem})")
             continue
         try:
-            model, epoch, meta = read_chunk(out.path, want_meta=not good)
+            model, epoch, meta, extra = read_chunk(out.path, want_meta=not good)
         except InputFileError as err:
             bad.append(f"{name} ({err.problem})")
             continue
-        good.append(ChunkTables(name, first, last, model, epoch, meta, out.fingerprint))
+        good.append(ChunkTables(name, first, last, model, epoch, meta, out.fingerprint,
+                                extra))
     return good, bad
 
 
@@ -135,6 +146,14 @@ def chunks_table(rec: TileRecord, layout: RunLayout, good: list[ChunkTables]) ->
             row["wall_seconds"] = job_wall_seconds(
                 layout.chunk_dir(rec.tile, first, last) / JOB_LOG)
     return table
+
+
+def _in_meds_order(table: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Rows of a per-object table sorted by their object's MEDS position (stable)."""
+    if table.dtype.names is None or "id" not in table.dtype.names or not len(table):
+        return table
+    pos = _object_positions(np.asarray(table["id"], dtype=np.int64), expected)
+    return table[np.argsort(pos, kind="stable")]
 
 
 def _concat(tables: list[np.ndarray], names: list[str], what: str) -> np.ndarray:
@@ -242,6 +261,8 @@ def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
     names = [c.name for c in chunks]
     model = _concat([c.model for c in chunks], names, "model_fits")
     epoch = _concat([c.epoch for c in chunks], names, "epoch_data")
+    extra = {ext: _concat([c.extra[ext] for c in chunks], names, ext)
+             for ext in chunks[0].extra if all(ext in c.extra for c in chunks)}
 
     try:
         expected = meds_ids(rec.meds_paths(layout.run_dir)[0])
@@ -257,9 +278,10 @@ def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
     if pos is not None and np.any(np.diff(pos) < 0):
         # MEDS order; epochs follow their object, keeping their order within it
         model = model[np.argsort(pos, kind="stable")]
-        if "id" in epoch.dtype.names:
-            epos = _object_positions(np.asarray(epoch["id"], dtype=np.int64), expected)
-            epoch = epoch[np.argsort(epos, kind="stable")]
+        # every per-object table (epoch_data, the fitter's tables) follows its
+        # object, rows of one object keeping their order
+        epoch = _in_meds_order(epoch, expected)
+        extra = {ext: _in_meds_order(table, expected) for ext, table in extra.items()}
 
     meta = chunks[0].meta
     if meta is not None and meta.dtype.names and "fof_range" in meta.dtype.names \
@@ -273,7 +295,7 @@ def collate_tile(layout: RunLayout, rec: TileRecord, skip_errors: bool = False
     out = layout.collated(rec.tile)
     complete = not bad
     table = chunks_table(rec, layout, chunks)
-    fingerprint = write_catalogue(out, rec, model, epoch, meta, table, complete)
+    fingerprint = write_catalogue(out, rec, model, epoch, meta, table, complete, extra)
     rec.collation = {"setup_id": rec.setup_id, "complete": complete,
                      "missing": [str(n) for n in table["name"][table["status"] == MISSING]],
                      "nobj": int(model.size), "nepoch": int(epoch.size),

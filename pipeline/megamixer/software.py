@@ -6,22 +6,28 @@ package), and, when that interpreter finds the package only through
 ``PYTHONPATH`` (a checkout used without installing), the folder holding it.
 The script exports these before the run's ``extra_cmds``, which may therefore
 change them (e.g. activate another environment and set
-``MEGAMIXER_PYTHON=python3``). Numba's compiled kernels are cached in the
-run folder (``numba-cache/``), shared by all jobs of the run.
+``MEGAMIXER_PYTHON=python3``). With ``warm_numba_cache`` (the default) setup
+compiles the fit's numba kernels into the run folder (``numba-cache/``) and every
+job loads them from there; ``numba_cpu_name`` makes both compile for that CPU
+model, so that one cache serves nodes of several CPU kinds.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from ..fileio import atomic_path
 from .layout import CHUNK_TO_RUN
 from .tilerecord import PYTHON_VAR
 
 NUMBA_CACHE = "numba-cache"
+#: what warming the run's cache did (seconds, kernels compiled), beside the cache
+WARM_REPORT = "warm-report.json"
 logger = logging.getLogger(__name__)
 
 
@@ -80,6 +86,10 @@ def warm_run_cache(run_dir: Path, fit_config: Path, cpu_name: str | None) -> Non
     logger.info("compiling the fit's numba kernels into %s (once per run; jobs load them)",
                 folder)
     report = warm_cache(folder, load_yaml(fit_config), env=numba_target(cpu_name))
+    with atomic_path(folder / WARM_REPORT) as tmp:
+        Path(tmp).write_text(json.dumps({"seconds": report.seconds,
+                                         "compiled": report.compiled,
+                                         "cpu_name": cpu_name}) + "\n")
     if report.compiled:
         logger.info("numba cache %s: %d kernel(s) compiled in %.0f s", folder,
                     report.compiled, report.seconds)
