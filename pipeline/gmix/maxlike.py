@@ -29,7 +29,7 @@ _KINDS = {"shared": KIND_SHARED, "bdf": KIND_BDF, "coellip": KIND_COELLIP}
 _EMPTY_PRIOR = (np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64),
                 np.zeros((0, 4)))
 _NO_PSF = np.array([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # a delta function: fit unconvolved
-#: a solution with |g| above this is flagged SHAPE_AT_LIMIT
+#: a solution with a shape modulus above this is flagged SHAPE_AT_LIMIT
 G_LIMIT = 0.999
 
 
@@ -161,12 +161,12 @@ def fit_model(obs, model, prior=None, guess=None, rng: Optional[np.random.Genera
 
     prior: a priors.JointPrior (or None); guess: starting parameters, perturbed
     by rng (else the engine's own starts, pipeline.gmix.starts: a round,
-    PSF-sized start, and more starts when the fit ends near |g| = 1, the lowest
+    PSF-sized start, and more starts when the fit ends near a shape modulus of 1, the lowest
     chi2 kept); ntry: attempts until a fit succeeds (retries start perturbed,
     more each time); bounds: (lo, hi) arrays (None entries = unbounded);
     fracdev, TdByTe: the fixed parameters of model "cm".  Each epoch is
     convolved with its own ``obs.psf.gmix``; without a PSF mixture the model is
-    fit unconvolved.  A fit whose |g| ends above G_LIMIT gets SHAPE_AT_LIMIT,
+    fit unconvolved.  A fit whose shape modulus ends above G_LIMIT gets SHAPE_AT_LIMIT,
     one whose T ends at a bound AT_SIZE_BOUND.
     """
     spec = model if isinstance(model, ModelSpec) else get_model(model, fracdev, TdByTe)

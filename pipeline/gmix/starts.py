@@ -4,7 +4,7 @@ Without a guess, a fit starts round and at least PSF-sized, centred by
 adaptive moments, and its first step sets the best fluxes at that shape (the
 LM kernel's flux step); the damping starts higher than from a guess and
 relaxes slowly, so the first steps follow the valley rather than jumping to
-|g| -> 1, where small, faint objects end with too small T and flux.  A fit
+the shape modulus -> 1, where small, faint objects end with too small T and flux.  A fit
 that still ends near the edge of the shape domain is tried again from a round
 start twice as large and, with a shape prior, from a shape drawn from it; the
 lowest chi2 (with the priors) is kept.  Retries after a failed fit start from
@@ -24,7 +24,7 @@ from .render_nb import moment_guess
 ROUND_T_PSF = 1.0
 #: the wide start's T, in units of the round start's
 WIDE_T = 2.0
-#: a solution with |g| above this is tried again from the other starts
+#: a solution with a shape modulus above this is tried again from the other starts
 G_SUSPECT = 0.9
 #: LM damping from these starts (far from the solution): its initial value and
 #: its factor per accepted step (0.1 from a given guess)
