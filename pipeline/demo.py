@@ -154,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"catalogue: {collated}")
     print(f"links:     {os.path.join(outdir, 'runs', 'demo', 'output')}")
     print(f"plot:      {png}")
+    print(f"QA:        {os.path.join(outdir, 'runs', 'demo', tile, f'{tile}-demo-qa.png')}")
     return 0
 
 
