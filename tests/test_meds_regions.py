@@ -139,3 +139,31 @@ def test_reject_outliers():
     assert reject_outliers(images[:2], w3) == 0 and all(np.all(w == 1) for w in w3)
     with pytest.raises(ValueError, match="same-shape"):
         reject_outliers(images[:2] + [np.zeros((4, 4))], [np.ones(shape)] * 2 + [np.ones((4, 4))])
+
+
+def test_uberseg_distances_match_scipys_exact_transform():
+    """The nearest-object rule's own distance kernel against scipy's exact
+    Euclidean distance transform, on random stamps (labels scattered and in
+    blobs, odd shapes, ties included)."""
+    from scipy.ndimage import distance_transform_edt
+
+    from pipeline.meds.regions import region_keep
+
+    rng = np.random.default_rng(7)
+    for trial in range(600):
+        nepoch, nrow, ncol = rng.integers(1, 5), rng.integers(1, 60), rng.integers(1, 60)
+        if trial % 2:
+            segs = rng.integers(0, 4, (nepoch, nrow, ncol))
+        else:
+            segs = np.zeros((nepoch, nrow, ncol), dtype="i4")
+            rows, cols = np.ogrid[:nrow, :ncol]
+            for _ in range(rng.integers(1, 6)):
+                r0, c0, rad = rng.integers(0, nrow), rng.integers(0, ncol), rng.integers(1, 12)
+                segs[:, (rows - r0) ** 2 + (cols - c0) ** 2 < rad ** 2] = rng.integers(1, 4)
+        expected = segs != 0
+        expected = ~(expected & (segs != 1))
+        for k in range(nepoch):
+            own, other = segs[k] == 1, (segs[k] != 1) & (segs[k] != 0)
+            if own.any() and other.any():
+                expected[k] &= distance_transform_edt(~own) <= distance_transform_edt(~other)
+        np.testing.assert_array_equal(region_keep(segs, 1, nearest=True), expected)

@@ -101,24 +101,16 @@ def region_keep(segs: np.ndarray, segid: int, nearest: bool,
     or in which the object has no pixels of its own (``segid`` 0 or absent),
     keeps what cweight keeps.
     """
+    from .regions_nb import nearer_to_own_nb
+
     other = (segs != segid) & (segs != 0)
     keep = (segs == segid) if restrict_to_seg else ~other
     if not nearest or segid == 0:
         return keep
-    for k in np.flatnonzero(other.any(axis=(1, 2))):
-        own = segs[k] == segid
-        if own.any():
-            keep[k] &= _nearer_to_own(own, other[k])
+    # exact squared distances, so equally near pixels compare equal
+    keep = np.ascontiguousarray(keep)
+    nearer_to_own_nb(np.ascontiguousarray(segs, dtype=np.int64), int(segid), keep)
     return keep
-
-
-def _nearer_to_own(own: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """True where the nearest ``own`` pixel is at most as far as the nearest ``other``."""
-    from scipy.ndimage import distance_transform_edt
-
-    # Euclidean distances of pixel centres are square roots of integers, so
-    # equal distances compare equal exactly
-    return distance_transform_edt(~own) <= distance_transform_edt(~other)
 
 
 def _apply_region(weight: np.ndarray, coadd_seg: np.ndarray, segid: int,

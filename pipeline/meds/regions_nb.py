@@ -119,3 +119,80 @@ def first_nearest_label_nb(seg: np.ndarray, d2: np.ndarray) -> np.ndarray:
                 if done:
                     break
     return out
+
+
+@njit(cache=True)
+def _sq_distance_1d(f: np.ndarray, n: int, d: np.ndarray, v: np.ndarray, z: np.ndarray) -> None:
+    """d[i] = min_j (i - j)^2 + f[j] over j < n: the lower envelope of parabolas
+    (Felzenszwalb & Huttenlocher). Squared distances of pixel centres are
+    integers, and the envelope's breakpoints are rationals at least 1/(2n) from
+    any integer, so float64 gives them exactly."""
+    k = 0
+    v[0] = 0
+    z[0] = -np.inf
+    z[1] = np.inf
+    for q in range(1, n):
+        if f[q] == np.inf:
+            continue
+        if f[v[k]] == np.inf:  # only infinite parabolas so far: replace
+            v[k] = q
+            continue
+        s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2.0 * (q - v[k]))
+        while s <= z[k]:
+            k -= 1
+            s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2.0 * (q - v[k]))
+        k += 1
+        v[k] = q
+        z[k] = s
+        z[k + 1] = np.inf
+    k = 0
+    for q in range(n):
+        while z[k + 1] < q:
+            k += 1
+        d[q] = (q - v[k]) * (q - v[k]) + f[v[k]] if f[v[k]] != np.inf else np.inf
+
+
+@njit(cache=True)
+def _sq_distance_to(mask: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distance of every pixel centre to the nearest True pixel."""
+    nrow, ncol = mask.shape
+    n = max(nrow, ncol)
+    f = np.empty(n)
+    d = np.empty(n)
+    v = np.empty(n, dtype=np.int64)
+    z = np.empty(n + 1)
+    out = np.empty((nrow, ncol))
+    for c in range(ncol):
+        for r in range(nrow):
+            f[r] = 0.0 if mask[r, c] else np.inf
+        _sq_distance_1d(f, nrow, d, v, z)
+        for r in range(nrow):
+            out[r, c] = d[r]
+    for r in range(nrow):
+        for c in range(ncol):
+            f[c] = out[r, c]
+        _sq_distance_1d(f, ncol, d, v, z)
+        for c in range(ncol):
+            out[r, c] = d[c]
+    return out
+
+
+@njit(cache=True)
+def nearer_to_own_nb(segs: np.ndarray, segid: int, keep: np.ndarray) -> None:
+    """Uberseg's nearest-object rule on a stack of mapped seg stamps, in place:
+    in every stamp holding both the object's pixels (``segid``) and another
+    object's, ``keep`` is cleared where the nearest own pixel is farther than
+    the nearest other object's pixel (equally near stays with the object)."""
+    for k in range(segs.shape[0]):
+        seg = segs[k]
+        own = seg == segid
+        other = (seg != segid) & (seg != 0)
+        if not (own.any() and other.any()):
+            continue
+        d_own = _sq_distance_to(own)
+        d_other = _sq_distance_to(other)
+        nrow, ncol = seg.shape
+        for r in range(nrow):
+            for c in range(ncol):
+                if d_own[r, c] > d_other[r, c]:
+                    keep[k, r, c] = False
