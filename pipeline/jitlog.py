@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 #: Cold compile of the kernels a fit config uses, measured by bench/coldstart.py
 #: (one core of the development machine); the log line quotes it.
-COLD_COMPILE_SECONDS = "15-25"
+COLD_COMPILE_SECONDS = "15-45"
 
 _COMPILE_EVENT = "numba:compile"
 _LLVM_EVENT = "numba:llvm_lock"

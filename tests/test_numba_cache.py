@@ -111,7 +111,7 @@ def test_warmed_cache_folder_leaves_nothing_to_compile(tile, tmp_path):
                                      tmp_path / "mof.fits", cache,
                                      "--fof-file", tile["fofs"], "--nbrs-file", tile["nbrs"])
     assert compiled == [] and COLD_LINE not in err
-    # a cold compile of these kernels takes 15-25 s; loading them well under that
+    # a cold compile of these kernels takes 15-45 s; loading them well under that
     assert seconds < report.seconds, (seconds, report.seconds)
     assert warm_cache(cache, conf).compiled == 0
 
