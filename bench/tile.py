@@ -144,11 +144,12 @@ def report(root: Path, args, cores: int, t_sim: float, t_setup: float, t_run: fl
     fitter_rate = nobj / fit_s
     e2e_rate = nobj / (e2e_wall * cores)
     # a survey run warms the cache once for all of its tiles: per tile, the rest
-    tile_rate = nobj / ((e2e_wall - warm) * cores)
+    tile_wall = e2e_wall - warm
+    tile_rate = nobj / (tile_wall * cores)
     wall = chunks["wall_seconds"][chunks["wall_seconds"] >= 0]
     fitting = chunks["fit_seconds"][chunks["wall_seconds"] >= 0]
     per_tile = args.density * DES_TILE_ARCMIN2
-    core_h = (per_tile * ((e2e_wall - warm) * cores / nobj) * 10_000 + warm) / 3600.0
+    core_h = (per_tile * (tile_wall * cores / nobj) * 10_000 + warm) / 3600.0
     ok = float(np.mean(cat["flags"] == 0))
     print(f"tile: {nobj} objects at {args.density:g}/arcmin^2 (random placement), "
           f"{len(args.bands.split(','))} bands x {args.nepoch} epochs, "

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from .cli.common import add_log_level, run_cli, setup_logging
+from .megamixer.layout import RunLayout
 from .resources import shipped_dir
 
 logger = logging.getLogger("megamixer-demo")
@@ -143,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code:
             return code
     elapsed = time.monotonic() - t0
-    collated = os.path.join(outdir, "runs", "demo", tile, f"{tile}-demo.fits")
+    layout = RunLayout(os.path.join(outdir, "runs", "demo"), "demo")
+    collated = str(layout.collated(tile))
     png = os.path.join(outdir, "demo-summary.png")
     summary = summarize(collated, os.path.join(outdir, "sims", f"{tile}-truth.fits"), png,
                         elapsed)
@@ -152,9 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"flux error {summary['median_flux_frac_err']:+.4f} for the {summary['nsame']} "
           f"galaxies with that profile, {elapsed:.1f} s total")
     print(f"catalogue: {collated}")
-    print(f"links:     {os.path.join(outdir, 'runs', 'demo', 'output')}")
+    print(f"links:     {layout.output_dir}")
     print(f"plot:      {png}")
-    print(f"QA:        {os.path.join(outdir, 'runs', 'demo', tile, f'{tile}-demo-qa.png')}")
+    print(f"QA:        {layout.qa_figure(tile)}")
     return 0
 
 

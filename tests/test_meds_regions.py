@@ -160,8 +160,7 @@ def test_uberseg_distances_match_scipys_exact_transform():
             for _ in range(rng.integers(1, 6)):
                 r0, c0, rad = rng.integers(0, nrow), rng.integers(0, ncol), rng.integers(1, 12)
                 segs[:, (rows - r0) ** 2 + (cols - c0) ** 2 < rad ** 2] = rng.integers(1, 4)
-        expected = segs != 0
-        expected = ~(expected & (segs != 1))
+        expected = ~((segs != 0) & (segs != 1))
         for k in range(nepoch):
             own, other = segs[k] == 1, (segs[k] != 1) & (segs[k] != 0)
             if own.any() and other.any():

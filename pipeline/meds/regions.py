@@ -11,8 +11,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-# scipy.ndimage and the numba kernels are imported where used: they cost ~2 s at
-# start-up, which every CLI that merely opens a MEDS file would otherwise pay.
+# The numba kernels are imported where used: loading them costs start-up time,
+# which every CLI that merely opens a MEDS file would otherwise pay.
 
 Jacobian = Mapping[str, float]
 
@@ -165,15 +165,12 @@ def reference_nearest_keep(seg: np.ndarray, number: int) -> np.ndarray:
     among equally near labelled pixels the first in row-major order decides
     (the reference's ``fast=False`` search). A stamp without labelled pixels
     keeps everything."""
-    from scipy.ndimage import distance_transform_edt
-
-    from .regions_nb import first_nearest_label_nb
+    from .regions_nb import first_nearest_label_nb, sq_distance_to_nb
 
     labelled = seg != 0
     if not labelled.any():
         return np.ones(seg.shape, dtype=bool)
-    dist = distance_transform_edt(~labelled)
-    d2 = np.rint(dist * dist).astype(np.int64)  # exact: squares of integer offsets
+    d2 = sq_distance_to_nb(labelled).astype(np.int64)  # exact integers
     return first_nearest_label_nb(np.ascontiguousarray(seg), d2) == number
 
 

@@ -153,8 +153,9 @@ def _sq_distance_1d(f: np.ndarray, n: int, d: np.ndarray, v: np.ndarray, z: np.n
 
 
 @njit(cache=True)
-def _sq_distance_to(mask: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distance of every pixel centre to the nearest True pixel."""
+def sq_distance_to_nb(mask: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distance of every pixel centre to the nearest True pixel
+    (exact integers as floats; inf without any True pixel)."""
     nrow, ncol = mask.shape
     n = max(nrow, ncol)
     f = np.empty(n)
@@ -189,8 +190,8 @@ def nearer_to_own_nb(segs: np.ndarray, segid: int, keep: np.ndarray) -> None:
         other = (seg != segid) & (seg != 0)
         if not (own.any() and other.any()):
             continue
-        d_own = _sq_distance_to(own)
-        d_other = _sq_distance_to(other)
+        d_own = sq_distance_to_nb(own)
+        d_other = sq_distance_to_nb(other)
         nrow, ncol = seg.shape
         for r in range(nrow):
             for c in range(ncol):
