@@ -107,6 +107,39 @@ def test_not_submitted_and_dry_run_write_nothing(tmp_path):
     assert not (tmp_path / "T0001").exists()
 
 
+def test_ctrl_c_between_a_chunks_start_and_its_registration_still_stops_it(tmp_path,
+                                                                            monkeypatch):
+    """Ctrl-C can reach the pool after a chunk's process started but before the worker
+    thread registered it: the chunk must still be stopped, or the run waits for it."""
+    import threading
+
+    from pipeline.megamixer.systems import local
+
+    job = make_jobs(tmp_path, 1, command="echo $$ > pid; sleep 600")[0]
+    system = get_system("local")
+    real_popen = subprocess.Popen
+
+    def popen_then_ctrl_c(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        _wait_pid(job, proc)
+        # what the main thread does on KeyboardInterrupt, before the registration
+        system._cancelled.set()
+        system.cancel([job])
+        return proc
+
+    monkeypatch.setattr(local.subprocess, "Popen", popen_then_ctrl_c)
+    runner = threading.Thread(target=system.submit, args=([job],), daemon=True)
+    start = time.monotonic()
+    runner.start()
+    runner.join(timeout=30)
+    pid = int((job.path / "pid").read_text())
+    if runner.is_alive():
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+        raise AssertionError("the pool kept waiting for a chunk started before the Ctrl-C")
+    assert time.monotonic() - start < 30
+    assert system.query([job])[job.name] is JobState.FAILED
+
+
 _SUBMITTER = textwrap.dedent("""
     import sys
     from pipeline.megamixer.systems import get_system

@@ -176,6 +176,11 @@ class LocalSystem(BatchSystem):
                                 start_new_session=True)
         with self._lock:
             self._procs[job.name] = proc
+            # a Ctrl-C that came between the start and this registration found no
+            # process to stop: stop it here, or the pool would wait for it forever
+            cancelled = self._cancelled.is_set()
+        if cancelled:
+            _terminate_group(proc)
         _, err = proc.communicate()
         with self._lock:
             self._procs.pop(job.name, None)
@@ -197,10 +202,15 @@ class LocalSystem(BatchSystem):
         with self._lock:
             procs = [p for n, p in self._procs.items() if n in names]
         for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _terminate_group(proc)
         for job in jobs:
             if live_state(job) is JobState.PENDING:
                 _set_live(job, JobState.NOT_SUBMITTED)
+
+
+def _terminate_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a chunk's process group (started in its own session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
