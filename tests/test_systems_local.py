@@ -140,6 +140,30 @@ def test_ctrl_c_between_a_chunks_start_and_its_registration_still_stops_it(tmp_p
     assert system.query([job])[job.name] is JobState.FAILED
 
 
+@pytest.mark.parametrize("signum,raised", [(signal.SIGINT, KeyboardInterrupt),
+                                            (signal.SIGTERM, SystemExit)])
+def test_signal_to_the_pool_stops_running_and_queued_chunks(tmp_path, signum, raised):
+    """A signal while the pool waits is acted on from its loop (never raised inside
+    the pool's locks): the running chunk is stopped, the queued one never starts."""
+    import threading
+
+    jobs = make_jobs(tmp_path, 2, command="echo $$ > pid; sleep 600")
+    system = get_system("local", workers=1)
+    def signal_once_started():
+        _wait_pid(jobs[0])
+        os.kill(os.getpid(), signum)
+
+    threading.Thread(target=signal_once_started, daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises(raised) as err:
+        system.submit(jobs)
+    assert time.monotonic() - start < 20
+    if raised is SystemExit:
+        assert err.value.code == 128 + signum
+    assert system.query(jobs) == {jobs[0].name: JobState.FAILED,
+                                  jobs[1].name: JobState.NOT_SUBMITTED}
+
+
 _SUBMITTER = textwrap.dedent("""
     import sys
     from pipeline.megamixer.systems import get_system
@@ -149,7 +173,8 @@ _SUBMITTER = textwrap.dedent("""
 """)
 
 
-def _wait_pid(job: ChunkJob, submitter: subprocess.Popen, timeout: float = 30) -> int:
+def _wait_pid(job: ChunkJob, submitter: subprocess.Popen | None = None,
+              timeout: float = 30) -> int:
     """The chunk command's pid, once it has written it (kills the submitter on failure)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -157,7 +182,8 @@ def _wait_pid(job: ChunkJob, submitter: subprocess.Popen, timeout: float = 30) -
         if text:
             return int(text)
         time.sleep(0.05)
-    submitter.kill()
+    if submitter is not None:
+        submitter.kill()
     raise AssertionError(f"chunk {job.name} never started")
 
 

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Mapping, Sequence
 
 from .base import (BatchSystem, ChunkJob, JobState, Progress, SubmitCommand, SubmitRecord,
@@ -89,8 +89,8 @@ def owner_state(job: ChunkJob, rec: SubmitRecord) -> JobState | None:
     return JobState.RUNNING if touched else JobState.PENDING
 
 
-def _raise_exit(signum, frame) -> None:
-    raise SystemExit(128 + signum)
+#: how often the pool's loop looks for a signal noted by its handlers
+_SIGNAL_POLL_SECONDS = 0.2
 
 
 class LocalSystem(BatchSystem):
@@ -141,28 +141,43 @@ class LocalSystem(BatchSystem):
         self._cancelled.clear()
         progress = Progress(len(jobs), "local")
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="chunk")
-        old_term = None
+        order = {job.name: i for i, job in enumerate(jobs)}
+        received: list[int] = []
+        old_handlers = {}
         if threading.current_thread() is threading.main_thread():
-            # a terminated megamixit (e.g. its own batch job timing out) stops its chunks
-            old_term = signal.signal(signal.SIGTERM, _raise_exit)
+            # Ctrl-C and SIGTERM (e.g. megamixit's own batch job timing out) only note
+            # the signal: raised asynchronously, the exception could land inside the
+            # pool's locks, leave one held and the pool waiting forever; the loop
+            # below acts on it between waits
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old_handlers[sig] = signal.signal(sig, lambda signum, _: received.append(signum))
         try:
             futures = {pool.submit(self._run_one, job): job for job in jobs}
-            for fut in as_completed(futures):
-                job = futures[fut]
-                state = fut.result()
-                if state is JobState.FAILED:
-                    log.warning("chunk %s failed; see %s", job.name, job.path / job.log)
-                progress.update(job.name, state)
+            pending = set(futures)
+            while pending:
+                if received:
+                    if received[0] == signal.SIGINT:
+                        raise KeyboardInterrupt
+                    raise SystemExit(128 + received[0])
+                done, pending = wait(pending, timeout=_SIGNAL_POLL_SECONDS,
+                                     return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: order[futures[f].name]):
+                    job = futures[fut]
+                    state = fut.result()
+                    if state is JobState.FAILED:
+                        log.warning("chunk %s failed; see %s", job.name, job.path / job.log)
+                    progress.update(job.name, state)
         except BaseException:
             # Ctrl-C or an internal error: stop queued chunks, terminate running ones
             self._cancelled.set()
             self.cancel(jobs)
             raise
         finally:
+            # a second Ctrl-C while the chunks stop acts at once again
+            for sig, old in old_handlers.items():
+                signal.signal(sig, old)
             pool.shutdown(wait=True, cancel_futures=True)
             progress.close()
-            if old_term is not None:
-                signal.signal(signal.SIGTERM, old_term)
 
     def _run_one(self, job: ChunkJob) -> JobState:
         if self._cancelled.is_set():
