@@ -243,8 +243,9 @@ def test_interrupt_checkpoints_and_the_rerun_resumes_identically(tiles, referenc
     args = [tiles["conf"], out, *tiles["A"]["meds"], "--fof-file", tiles["A"]["fof"],
             "--seed", SEED, "--checkpoint-seconds", 1e6, "--log-level", "DEBUG"]
     proc, lines = _start(args)
+    # at once: the 40 objects take well under a second to fit, and the signal must
+    # land while groups remain
     _wait_for(lines, "fitting groups", proc)
-    time.sleep(0.5)
     proc.send_signal(sig)
     assert proc.wait(timeout=300) == code
     time.sleep(0.1)
@@ -264,8 +265,7 @@ def test_second_interrupt_stops_at_once_without_flagging(tiles, reference, tmp_p
     args = [tiles["conf"], out, *tiles["A"]["meds"], "--fof-file", tiles["A"]["fof"],
             "--seed", SEED, "--checkpoint-seconds", 1e6]
     proc, lines = _start(args)
-    _wait_for(lines, "fitting groups", proc)
-    time.sleep(0.5)
+    _wait_for(lines, "fitting groups", proc)    # at once, as above
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=300) == 130
