@@ -324,6 +324,17 @@ FAR_PSF_T_RATIO = 10.0
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def _profile_share(kind, disk, fd):
+    """(share of the flux, its derivative in fracdev) of a bdf's disk or bulge
+    components; (1, 0) for the other kinds."""
+    if kind != KIND_BDF:
+        return 1.0, 0.0
+    if disk:
+        return 1.0 - fd, -1.0
+    return fd, 1.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _put_component(tab, k, pars, q, area, F, pn, fdd, Ti, tfac, tidx, fidx,
                    Srr, Src, Scc, de1dg1, de1dg2, de2dg1, de2dg2) -> bool:
     """Row k of ``tab``: a galaxy Gaussian (T = Ti, weight pn of flux F,
@@ -393,19 +404,9 @@ def _build_components(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_ta
             # the galaxy as one Gaussian per profile (disk i < ndisk, bulge)
             nprof = 2 if kind == KIND_BDF else 1
             for prof in range(nprof):
-                ilo = 0
-                ihi = ngal
-                fdm = 1.0
-                fdd = 0.0
-                if kind == KIND_BDF:
-                    if prof == 0:
-                        ihi = ndisk
-                        fdm = 1.0 - fd
-                        fdd = -1.0
-                    else:
-                        ilo = ndisk
-                        fdm = fd
-                        fdd = 1.0
+                ilo = ndisk if prof == 1 else 0
+                ihi = ndisk if (kind == KIND_BDF and prof == 0) else ngal
+                fdm, fdd = _profile_share(kind, prof == 0, fd)
                 psum = 0.0
                 pfsum = 0.0
                 for i in range(ilo, ihi):
@@ -432,15 +433,9 @@ def _build_components(pars, kind, pvals, fvals, nshape, ndisk, band, jac, psf_ta
                 tidx = 4
                 tfac = fvals[i]
                 fidx = nshape + band
-                pn = pvals[i]
-                fdd = 0.0
-                if kind == KIND_BDF:
-                    if i < ndisk:
-                        fdd = -pn
-                        pn *= 1.0 - fd
-                    else:
-                        fdd = pn
-                        pn *= fd
+                fdm, fdd = _profile_share(kind, i < ndisk, fd)
+                pn = pvals[i] * fdm
+                fdd *= pvals[i]
             if not _put_component(tab, k, pars, q, area, pars[fidx], pn, fdd,
                                   tfac * pars[tidx], tfac, tidx, fidx,
                                   Srr, Src, Scc, de1dg1, de1dg2, de2dg1, de2dg2):
@@ -678,19 +673,21 @@ def fit_eval(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
     pairs = np.empty(npair)
     Jrl = np.empty(na)
     return _eval_epochs(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac,
-                        psf_tab, JtJ, Jtr, stats, want_jac, na, npair, act, tab, mrow,
-                        ebuf, rbuf, jr, Ak, iAk, qk, lst, ljj, ljr, Jl, pairs, Jrl)
+                        psf_tab, JtJ, Jtr, stats, want_jac, act, tab, mrow, ebuf, rbuf, jr,
+                        Ak, iAk, qk, lst, ljj, ljr, Jl, pairs, Jrl)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def _eval_epochs(pars, kind, pvals, fvals, nshape, ndisk, img, sqw, ep_info, ep_jac, psf_tab,
-                 JtJ, Jtr, stats, want_jac, na, npair, act, tab, mrow, ebuf, rbuf, jr,
+                 JtJ, Jtr, stats, want_jac, act, tab, mrow, ebuf, rbuf, jr,
                  Ak, iAk, qk, lst, ljj, ljr, Jl, pairs, Jrl) -> int:
     """The body of fit_eval on its preallocated buffers.  Compiled without the
     reference-counting runtime: nothing here allocates, and the views and
     inlined helpers of the pixel loops would otherwise cost two atomic
     reference-count updates per array per component row (~40% of the time)."""
     nep = ep_info.shape[0]
+    na = jr.shape[0]        # local parameters per epoch
+    npair = ljj.shape[0]    # their pairs
     maxcol = mrow.size
     for e in range(nep):
         off = ep_info[e, 0]
