@@ -287,6 +287,8 @@ class Run:
         with interrupts.graceful():
             try:
                 for igroup in progress(range(start_group, self.last + 1), opts.progress, ngroup):
+                    if igroup < self.last:
+                        self.io.prefetch_group(igroup + 1)
                     rows, erows = self.fit_group(igroup)
                     models.append(rows)
                     epochs.append(erows)

@@ -45,6 +45,54 @@ def test_region_weights_match_the_reader(blended, region):
     assert nzeroed > 0, "the blended tile should hand some pixels to neighbours"
 
 
+def test_observations_carry_the_reader_values(blended):
+    """Per epoch: pixels, Jacobians (stamp and PSF), the coadd seg MOF masks with and
+    the epoch table rows, against the reader's per-cutout accessors."""
+    conf = validate({"region": "uberseg", "reject_outliers": False, "model_nbrs": True,
+                     "max_zero_weight_frac": 1.0}, FIT_SCHEMA)
+    io = MedsImageIO([str(blended)], conf)
+    with MEDS(blended) as m:
+        scale = m.get_image_info()["scale"]
+        for index in range(m.size):
+            obj = io.get_object(index, index)
+            assert len(obj.epochs) == len(obj.mbobs[0]) == m["ncutout"][index] - 1
+            for obs, row in zip(obj.mbobs[0], obj.epochs):
+                icut = obs.meta["cutout_index"]
+                assert row["cutout_index"] == icut and row["file_id"] == obs.meta["file_id"]
+                np.testing.assert_allclose(
+                    obs.image, m.get_cutout(index, icut) * scale[row["file_id"]], rtol=1e-6)
+                jac = m.get_jacobian(index, icut)
+                assert obs.jacobian.get_cen() == (jac["row0"], jac["col0"])
+                assert (obs.jacobian.dudrow, obs.jacobian.dvdcol) == (jac["dudrow"],
+                                                                      jac["dvdcol"])
+                assert obs.psf.jacobian.get_cen() == (
+                    m["psf_cutout_row"][index, icut], m["psf_cutout_col"][index, icut])
+                assert obs.psf.jacobian.dudcol == jac["dudcol"]
+                np.testing.assert_array_equal(obs.meta["coadd_seg"],
+                                              m.interpolate_coadd_seg(index, icut))
+                assert row["pixel_scale"] == pytest.approx(obs.jacobian.get_scale(), rel=1e-12)
+                assert row["wsum"] == pytest.approx(obs.weight.sum(), rel=1e-12)
+
+
+def test_prefetch_is_a_hint_that_changes_nothing(blended):
+    """Prefetching groups (the runner asks for the next group while fitting one)
+    leaves the observations as they were and ignores indices out of range."""
+    conf = validate({"region": "uberseg"}, FIT_SCHEMA)
+    with MedsImageIO([str(blended)], conf) as plain, MedsImageIO([str(blended)], conf) as io:
+        assert io._bands[0].stamp_types() == ("image", "weight", "bmask", "seg", "psf")
+        for igroup in (-1, io.ngroups, io.ngroups + 5):
+            io.prefetch_group(igroup)
+        for igroup in range(io.ngroups):
+            io.prefetch_group(igroup + 1)
+            for a, b in zip(io.get_group(igroup), plain.get_group(igroup)):
+                assert (a.mbobs is None) == (b.mbobs is None)
+                if a.mbobs is not None:
+                    for oa, ob in zip(a.mbobs[0], b.mbobs[0]):
+                        np.testing.assert_array_equal(oa.weight, ob.weight)
+                        np.testing.assert_array_equal(oa.image, ob.image)
+        io.meds[0].prefetch(10**6, ("image",))   # a bad index is ignored
+
+
 def test_stack_kernel_matches_the_numpy_definition():
     """The fused per-band kernel against the step-by-step numpy definition: scaling,
     bad pixels (non-finite, low weight, bmask bits), region, outliers, counts."""

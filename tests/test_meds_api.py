@@ -179,6 +179,28 @@ def test_accessors_and_return_types(handmade):
                 np.testing.assert_array_equal(m.get_cutout(iobj, k, type="psf"), psf)
 
 
+def test_object_stacks_and_jacobian_table(handmade):
+    """The bulk accessors the ImageIO uses agree with the per-cutout ones and cannot
+    be modified through (they are shared by later calls)."""
+    with MEDS(handmade) as m:
+        for iobj in range(m.size):
+            ncut = int(m["ncutout"][iobj])
+            for kind in ("image", "weight", "seg"):
+                stack = m.get_object_stack(iobj, kind)
+                assert stack.shape == (ncut, BOX, BOX) and not stack.flags.writeable
+                for k in range(ncut):
+                    np.testing.assert_array_equal(stack[k], m.get_cutout(iobj, k, kind))
+            cutout = m.get_cutout(iobj, 0)
+            cutout[:] = -1.0   # a copy: the shared stack is untouched
+            assert not np.any(m.get_object_stack(iobj)[0] == -1.0)
+        table = m.jacobian_table()
+        assert table.shape == (m.size, m.nmax, 6) and not table.flags.writeable
+        np.testing.assert_array_equal(table[0, 1], JAC_EPOCH)
+        np.testing.assert_array_equal(table[0, :2], m.get_jacobian_array(0, [0, 1]))
+        with pytest.raises(ValueError, match="no 'bmask_cutouts' HDU|cutout types"):
+            m.get_object_stack(0, "bmask")
+
+
 def test_errors_are_the_reference_builtins(handmade, tmp_path):
     no_psf = _tile(tmp_path / "nopsf.fits", with_psf=False)
     with MEDS(handmade) as m, MEDS(no_psf) as n:

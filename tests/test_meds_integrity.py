@@ -207,6 +207,20 @@ def _ngmixit(tmp_path, *meds, timeout=120):
     return proc, out, time.monotonic() - t0
 
 
+def test_imageio_refuses_image_flags2check_without_image_flags(good, tmp_path):
+    path = tmp_path / "noflags.fits"
+    shutil.copy(good, path)
+    with fitsio.FITS(str(path), "rw") as f:
+        colnum = f["image_info"].get_colnames().index("image_flags") + 1
+        f["image_info"].write_key(f"TTYPE{colnum}", "other_flags")
+    with pytest.raises(InputFileError) as err:
+        MedsImageIO([str(path)], _conf(image_flags2check=1))
+    _assert_one_line(err, path, "image_info has no 'image_flags' column, which "
+                                "image_flags2check needs")
+    with MedsImageIO([str(path)], _conf(image_flags2check=0)) as io:  # not needed
+        assert io.get_object(0, 0).mbobs is not None
+
+
 def test_ngmixit_refuses_a_fifo_fast(tmp_path):
     fifo = tmp_path / "meds.fits"
     os.mkfifo(fifo)

@@ -166,3 +166,32 @@ def test_uberseg_distances_match_scipys_exact_transform():
             if own.any() and other.any():
                 expected[k] &= distance_transform_edt(~own) <= distance_transform_edt(~other)
         np.testing.assert_array_equal(region_keep(segs, 1, nearest=True), expected)
+
+
+def test_uberseg_rule_matches_brute_force_distances():
+    """The distance transforms against every own/other pixel pair, on random stamps
+    with many equally near sky pixels (integer squared distances tie often)."""
+    from pipeline.meds.regions import region_keep
+
+    rng = np.random.default_rng(11)
+    nchecked = 0
+    for trial in range(200):
+        nrow, ncol = rng.integers(1, 25, 2)
+        nsky = int(rng.integers(1, 12))
+        segs = rng.choice([0] * nsky + [1, 2, 3], size=(2, nrow, ncol)).astype("i4")
+        keep = region_keep(segs, 1, nearest=True)
+        grid = np.indices((nrow, ncol)).reshape(2, -1).T
+        for k in range(2):
+            own = np.argwhere(segs[k] == 1)
+            other = np.argwhere((segs[k] != 1) & (segs[k] != 0))
+            if len(own) == 0 or len(other) == 0:
+                expected = segs[k] == 1
+                expected |= segs[k] == 0
+            else:
+                d_own = ((grid[:, None] - own[None]) ** 2).sum(-1).min(1)
+                d_other = ((grid[:, None] - other[None]) ** 2).sum(-1).min(1)
+                expected = (d_own <= d_other).reshape(nrow, ncol) & (segs[k] != 2) \
+                    & (segs[k] != 3)
+                nchecked += 1
+            np.testing.assert_array_equal(keep[k], expected, err_msg=f"trial {trial}")
+    assert nchecked > 100

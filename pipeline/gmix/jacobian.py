@@ -27,6 +27,13 @@ class Jacobian:
                    dvdrow=d["dvdrow"], dvdcol=d["dvdcol"])
 
     @classmethod
+    def from_meds_array(cls, jac: np.ndarray) -> "Jacobian":
+        """From a MEDS-ordered row (row0, col0, dudrow, dudcol, dvdrow, dvdcol)."""
+        new = cls.__new__(cls)
+        new._data = np.asarray(jac, dtype="f8")[[0, 1, 4, 5, 2, 3]]
+        return new
+
+    @classmethod
     def from_galsim(cls, wcs_local, row: float, col: float) -> "Jacobian":
         """From a galsim local JacobianWCS (x = col, y = row; u = -x_world)."""
         # galsim: (u, v) = [[dudx, dudy], [dvdx, dvdy]] . (dx, dy) with x = col, y = row

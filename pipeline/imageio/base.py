@@ -38,7 +38,7 @@ EPOCH_COLUMNS = EPOCH_META_COLUMNS + [
     Column("wsum", "f8", (), C.INVVAR, "sum of the weight (region weight) over the cutout"),
     Column("wmax", "f8", (), C.INVVAR, "largest weight in the cutout"),
 ]
-EPOCH_DTYPE = [c.entry() for c in EPOCH_COLUMNS]
+EPOCH_DTYPE = np.dtype([c.entry() for c in EPOCH_COLUMNS])
 
 
 @dataclass
@@ -90,6 +90,10 @@ class ImageIO(ABC):
 
     def get_group(self, igroup: int) -> list[FitObject]:
         return [self.get_object(int(i), igroup) for i in self.group_indices(igroup)]
+
+    def prefetch_group(self, igroup: int) -> None:
+        """Hint that group ``igroup`` will be read next (an ImageIO may start reading
+        it in the background); the default does nothing."""
 
     def iter_groups(self, first: int, last: int) -> Iterator[tuple[int, list[FitObject]]]:
         """Yield ``(igroup, objects)`` for groups ``first..last`` inclusive."""

@@ -13,7 +13,7 @@ from ..gmix.observation import MultiBandObsList
 from ..meds import MEDS
 from .base import FitObject, ImageIO
 from .groups import groups_from_fofs
-from .meds_band import SEG_REGIONS, band_epochs
+from .meds_band import SEG_REGIONS, BandReader
 
 
 class MedsImageIO(ImageIO):
@@ -48,6 +48,7 @@ class MedsImageIO(ImageIO):
         self._order, self._starts, self._fofids = groups_from_fofs(
             self._numbers, fofs, fof_source)
         self._skip = self._read_obj_flags(obj_flags)
+        self._bands = [BandReader(m, band, conf) for band, m in enumerate(self.meds)]
 
     # -- structure -------------------------------------------------------
     def _check_consistent(self) -> None:
@@ -67,6 +68,10 @@ class MedsImageIO(ImageIO):
         if self.conf["region"] in SEG_REGIONS:
             needs["seg"] = f"region '{self.conf['region']}'"
         for path, m in zip(self.paths, self.meds):
+            if (self.conf["image_flags2check"]
+                    and "image_flags" not in (m.get_image_info().dtype.names or ())):
+                raise InputFileError(path, "image_info has no 'image_flags' column, which "
+                                           "image_flags2check needs")
             for kind, why in needs.items():
                 if not m.has_cutout_type(kind):
                     raise InputFileError(path, f"no '{kind}_cutouts' HDU, which {why} needs "
@@ -96,6 +101,17 @@ class MedsImageIO(ImageIO):
     def get_group(self, igroup: int) -> list[FitObject]:
         fofid = self.group_id(igroup)
         return [self.get_object(int(i), fofid) for i in self.group_indices(igroup)]
+
+    def prefetch_group(self, igroup: int) -> None:
+        """Start reading the group's stamps into the page cache while the current
+        group is fitted: the stamps of a chunk are read in FoF order, not file order,
+        so on a cold cache every read would otherwise wait for the disk."""
+        if not 0 <= igroup < self.ngroups:
+            return
+        for band in self._bands:
+            types = band.stamp_types()
+            for index in self.group_indices(igroup):
+                band.m.prefetch(int(index), types)
 
     def object_table(self) -> np.ndarray:
         return self._cat
@@ -133,8 +149,8 @@ class MedsImageIO(ImageIO):
         mbobs = MultiBandObsList()
         band_rows = []
         nzero = npix = 0
-        for band, m in enumerate(self.meds):
-            epochs = band_epochs(m, band, index, obj.id, obj.number, self.conf)
+        for band, reader in enumerate(self._bands):
+            epochs = reader.epochs(index, obj.id, obj.number)
             obj.nimage_tot[band] = epochs.ntot
             obj.nimage_use[band] = len(epochs.obslist)
             nzero += epochs.nzero

@@ -56,6 +56,18 @@ class RawSliceReader:
             raise OSError(f"short read: {len(buf)} of {nbytes} bytes")
         return np.frombuffer(buf, dtype=dtype).astype(dtype.newbyteorder("="))
 
+    def advise(self, key: str, start: int, count: int) -> None:
+        """Ask the kernel to start reading elements ``[start, start + count)`` of HDU
+        ``key`` into the page cache, without waiting (a hint: errors are ignored)."""
+        if self._fd is None or not hasattr(os, "posix_fadvise"):
+            return
+        offset, dtype = self.layouts[key]
+        try:
+            os.posix_fadvise(self._fd, offset + start * dtype.itemsize,
+                             count * dtype.itemsize, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

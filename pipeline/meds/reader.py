@@ -474,6 +474,39 @@ class MEDS:
             return np.zeros((0, box, box), dtype=CUTOUT_DTYPES.get(cutout_type, "f4"))
         return np.stack([self.get_cutout(iobj, int(i), cutout_type) for i in icuts])
 
+    def get_object_stack(self, iobj: int, type: str = "image") -> np.ndarray:  # noqa: A002
+        """Every cutout of one object as a read-only ``(ncutout, box, box)`` array
+        (one read; the same array serves later calls for this object and type)."""
+        iobj = self._check_has_cutouts(iobj)
+        cutout_type = self._check_type(type)
+        stack = self._object_stamps(iobj, cutout_type)
+        if stack is None:
+            # not contiguous (non-standard file): read stamp by stamp
+            stack = np.stack([self.get_cutout(iobj, i, cutout_type)
+                              for i in range(int(self._ncut[iobj]))])
+            self._stamp_cache[cutout_type] = (iobj, stack)
+        stack.flags.writeable = False
+        return stack
+
+    def prefetch(self, iobj: int, types: Sequence[str]) -> None:
+        """Start reading object ``iobj``'s stamps of ``types`` (``psf`` included) into
+        the page cache in the background, so that a later read need not wait for
+        the disk. Only a hint: does nothing for compressed files or non-contiguous
+        stamps, never raises for a bad index."""
+        if not 0 <= iobj < self.size or self._ncut[iobj] == 0:
+            return
+        ncut = int(self._ncut[iobj])
+        for kind in types:
+            if kind not in self._raw:
+                continue
+            if kind == PSF_EXT:
+                if self._psf_contiguous[iobj]:
+                    npix = int((self._psf_rows[iobj, :ncut] * self._psf_cols[iobj, :ncut]).sum())
+                    self._raw.advise(PSF_EXT, int(self._pstart[iobj, 0]), npix)
+            elif self._contiguous[iobj]:
+                box = int(self._box[iobj])
+                self._raw.advise(kind, int(self._start[iobj, 0]), ncut * box * box)
+
     def get_cutout_rowcol(self, iobj: int, icutout: int) -> tuple[float, float]:
         """(cutout_row, cutout_col): the object's position in the cutout."""
         iobj, icut = self._check_cut(iobj, icutout)
@@ -551,6 +584,13 @@ class MEDS:
             self._jacobian_table = np.stack([self._arrays[c] for c in _JACOBIAN_COLUMNS],
                                             axis=2).astype("f8")
         return self._jacobian_table
+
+    def jacobian_table(self) -> np.ndarray:
+        """Every cutout's Jacobian as a read-only ``(nobj, nmax, 6)`` float64 array,
+        columns as :meth:`get_jacobian_array`."""
+        table = self._jacobians()
+        table.flags.writeable = False
+        return table
 
     def get_jacobian_array(self, iobj: int, icuts: Sequence[int]) -> np.ndarray:
         """Jacobians of cutouts ``icuts`` as an ``(n, 6)`` float64 array with columns

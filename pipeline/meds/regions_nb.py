@@ -179,21 +179,107 @@ def sq_distance_to_nb(mask: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def _column_sq_distances(seg: np.ndarray, segid: int, own: np.ndarray,
+                         other: np.ndarray) -> bool:
+    """Squared distance along each column to the nearest own (``segid``) and other
+    (non-zero) pixel of ``seg`` (-1 when the column has none): the first pass of
+    the distance transforms, by a forward and a backward sweep. Returns whether
+    the stamp holds both own and other pixels."""
+    nrow, ncol = seg.shape
+    has_own = has_other = False
+    for c in range(ncol):
+        last_own = last_other = -1
+        for r in range(nrow):
+            s = seg[r, c]
+            if s == segid:
+                last_own = r
+            elif s != 0:
+                last_other = r
+            own[r, c] = -1 if last_own < 0 else (r - last_own) * (r - last_own)
+            other[r, c] = -1 if last_other < 0 else (r - last_other) * (r - last_other)
+        next_own = next_other = -1
+        for r in range(nrow - 1, -1, -1):
+            s = seg[r, c]
+            if s == segid:
+                next_own = r
+            elif s != 0:
+                next_other = r
+            if next_own >= 0:
+                d = (next_own - r) * (next_own - r)
+                if own[r, c] < 0 or d < own[r, c]:
+                    own[r, c] = d
+            if next_other >= 0:
+                d = (next_other - r) * (next_other - r)
+                if other[r, c] < 0 or d < other[r, c]:
+                    other[r, c] = d
+        has_own = has_own or next_own >= 0
+        has_other = has_other or next_other >= 0
+    return has_own and has_other
+
+
+@njit(cache=True)
+def _row_sq_distances(f: np.ndarray, d: np.ndarray, v: np.ndarray, zn: np.ndarray,
+                      zd: np.ndarray) -> None:
+    """d[i] = min_j (i - j)^2 + f[j] over the j with f[j] >= 0 (at least one): the
+    lower envelope of parabolas (Felzenszwalb & Huttenlocher) in integers, the
+    breakpoints kept as fractions zn/zd (zd > 0) so that ties compare exactly."""
+    n = f.shape[0]
+    k = -1
+    for q in range(n):
+        fq = f[q]
+        if fq < 0:
+            continue
+        if k < 0:
+            k = 0
+            v[0] = q
+            continue
+        while True:
+            vk = v[k]
+            sn = (fq + q * q) - (f[vk] + vk * vk)
+            sd = 2 * (q - vk)
+            # pop the last parabola while the new one takes over before its breakpoint
+            if k > 0 and sn * zd[k] <= zn[k] * sd:
+                k -= 1
+            else:
+                break
+        k += 1
+        v[k] = q
+        zn[k] = sn
+        zd[k] = sd
+    last = k
+    k = 0
+    for q in range(n):
+        while k < last and zn[k + 1] < q * zd[k + 1]:
+            k += 1
+        vk = v[k]
+        d[q] = (q - vk) * (q - vk) + f[vk]
+
+
+@njit(cache=True)
 def nearer_to_own_nb(segs: np.ndarray, segid: int, keep: np.ndarray) -> None:
     """Uberseg's nearest-object rule on a stack of mapped seg stamps, in place:
     in every stamp holding both the object's pixels (``segid``) and another
     object's, ``keep`` is cleared where the nearest own pixel is farther than
-    the nearest other object's pixel (equally near stays with the object)."""
-    for k in range(segs.shape[0]):
-        seg = segs[k]
-        own = seg == segid
-        other = (seg != segid) & (seg != 0)
-        if not (own.any() and other.any()):
+    the nearest other object's pixel (equally near stays with the object).
+
+    Exact squared Euclidean distances in integers (so equal distances compare
+    equal): a column pass by sweeps, then a lower-envelope row pass, for both
+    label sets at once.
+    """
+    nstamp, nrow, ncol = segs.shape
+    col_own = np.empty((nrow, ncol), dtype=np.int64)
+    col_other = np.empty((nrow, ncol), dtype=np.int64)
+    d_own = np.empty(ncol, dtype=np.int64)
+    d_other = np.empty(ncol, dtype=np.int64)
+    v = np.empty(ncol, dtype=np.int64)
+    zn = np.empty(ncol + 1, dtype=np.int64)
+    zd = np.empty(ncol + 1, dtype=np.int64)
+    for k in range(nstamp):
+        if not _column_sq_distances(segs[k], segid, col_own, col_other):
             continue
-        d_own = sq_distance_to_nb(own)
-        d_other = sq_distance_to_nb(other)
-        nrow, ncol = seg.shape
         for r in range(nrow):
+            _row_sq_distances(col_own[r], d_own, v, zn, zd)
+            _row_sq_distances(col_other[r], d_other, v, zn, zd)
             for c in range(ncol):
-                if d_own[r, c] > d_other[r, c]:
+                if d_own[c] > d_other[c]:
                     keep[k, r, c] = False
