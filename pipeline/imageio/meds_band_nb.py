@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..meds.regions_nb import map_seg_stack_nb, nearer_to_own_nb, outlier_mask_nb
+from ..meds.regions_nb import (map_coadd_seg_nb, object_segid_nb, outlier_mask_nb,
+                                region_keep_nb)
 
 
 @njit(cache=True)
@@ -140,35 +141,17 @@ def band_stack_nb(image_all, weight_all, bmask_all, has_bmask, bmask_flags, seg_
     else:
         bmask = np.zeros((0, 0, 0), dtype=bmask_all.dtype)
     if has_seg:
-        coadd = seg_all[0]
-        amats = np.empty((n, 2, 2))
-        origins = np.empty((n, 2))
-        a, b, c, d = jacs[0, 2], jacs[0, 3], jacs[0, 4], jacs[0, 5]
-        det = a * d - b * c
-        i00, i01, i10, i11 = d / det, -b / det, -c / det, a / det
+        jac_epochs = np.empty((n, 6))
         for k in range(n):
-            j = jacs[cuts[k]]
-            amats[k, 0, 0] = i00 * j[2] + i01 * j[4]
-            amats[k, 0, 1] = i00 * j[3] + i01 * j[5]
-            amats[k, 1, 0] = i10 * j[2] + i11 * j[4]
-            amats[k, 1, 1] = i10 * j[3] + i11 * j[5]
-            origins[k, 0] = j[0]
-            origins[k, 1] = j[1]
-        segs = map_seg_stack_nb(coadd, amats, origins, jacs[0, 0], jacs[0, 1], box_r, box_c)
-        segid = _object_segid(coadd, jacs[0, 0], jacs[0, 1], number)
+            jac_epochs[k] = jacs[cuts[k]]
+        segs = map_coadd_seg_nb(seg_all[0], jacs[0], jac_epochs, box_r, box_c)
+        segid = object_segid_nb(seg_all[0], jacs[0, 0], jacs[0, 1], number)
     else:
         segs = np.zeros((0, 0, 0), dtype=seg_all.dtype)
         segid = 0
     has_keep = has_seg and region_mode != REGION_NONE
     if has_keep:
-        keep = np.empty((n, box_r, box_c), dtype=np.bool_)
-        for k in range(n):
-            for r in range(box_r):
-                for cc in range(box_c):
-                    s = segs[k, r, cc]
-                    keep[k, r, cc] = s == segid or s == 0
-        if region_mode == REGION_NEAREST and segid != 0:
-            nearer_to_own_nb(segs, segid, keep)
+        keep = region_keep_nb(segs, segid, region_mode == REGION_NEAREST, False)
     else:
         keep = np.zeros((0, 0, 0), dtype=np.bool_)
     images, raw, weights, nbad, nzero, npos, wsum, wmax = prepare_stack_nb(
@@ -176,16 +159,3 @@ def band_stack_nb(image_all, weight_all, bmask_all, has_bmask, bmask_flags, seg_
         reject, nsigma, A)
     return images, raw, weights, segs, nbad, nzero, npos, wsum, wmax
 
-
-@njit(cache=True)
-def _object_segid(coadd_seg, row0, col0, number):
-    """``regions.object_segid``: ``number`` when the coadd seg holds it, else the
-    seg under the truncated centre (clipped to the stamp)."""
-    nrow, ncol = coadd_seg.shape
-    for r in range(nrow):
-        for c in range(ncol):
-            if coadd_seg[r, c] == number:
-                return number
-    r = min(max(int(row0), 0), nrow - 1)
-    c = min(max(int(col0), 0), ncol - 1)
-    return int(coadd_seg[r, c])

@@ -35,12 +35,10 @@ def object_segid(coadd_seg: np.ndarray, row0: float, col0: float,
     can belong to a neighbour in a close blend, and taking it would hand the
     object's region to the neighbour.
     """
-    if number is not None and np.any(coadd_seg == number):
-        return int(number)
-    nrow, ncol = coadd_seg.shape
-    r = min(max(int(row0), 0), nrow - 1)
-    c = min(max(int(col0), 0), ncol - 1)
-    return int(coadd_seg[r, c])
+    from .regions_nb import object_segid_nb
+
+    return object_segid_nb(np.ascontiguousarray(coadd_seg), float(row0), float(col0),
+                           -1 if number is None else int(number))
 
 
 #: column order of the Jacobian arrays taken by :func:`map_coadd_seg_stack`
@@ -61,19 +59,14 @@ def map_coadd_seg_stack(coadd_seg: np.ndarray, jac_coadd: np.ndarray, jac_epochs
     order; both stamps have the object at their (u, v) origin. Epoch pixel offsets
     map to coadd pixel offsets through the inverse coadd Jacobian times the epoch's.
     """
-    from .regions_nb import map_seg_stack_nb
+    from .regions_nb import map_coadd_seg_nb
 
-    jac_coadd = np.asarray(jac_coadd, dtype="f8")
-    jac_epochs = np.asarray(jac_epochs, dtype="f8").reshape(-1, 6)
+    jac_coadd = np.ascontiguousarray(jac_coadd, dtype="f8")
+    jac_epochs = np.ascontiguousarray(jac_epochs, dtype="f8").reshape(-1, 6)
     a, b, c, d = jac_coadd[2:6]
-    det = a * d - b * c
-    if det == 0.0:  # as np.linalg.solve did
+    if a * d - b * c == 0.0:  # as np.linalg.solve did
         raise np.linalg.LinAlgError("Singular matrix")
-    inverse = np.array([[d, -b], [-c, a]]) / det
-    amats = inverse @ jac_epochs[:, 2:6].reshape(-1, 2, 2)
-    return map_seg_stack_nb(np.ascontiguousarray(coadd_seg), amats,
-                            np.ascontiguousarray(jac_epochs[:, :2]),
-                            float(jac_coadd[0]), float(jac_coadd[1]),
+    return map_coadd_seg_nb(np.ascontiguousarray(coadd_seg), jac_coadd, jac_epochs,
                             int(shape[0]), int(shape[1]))
 
 
@@ -101,16 +94,11 @@ def region_keep(segs: np.ndarray, segid: int, nearest: bool,
     or in which the object has no pixels of its own (``segid`` 0 or absent),
     keeps what cweight keeps.
     """
-    from .regions_nb import nearer_to_own_nb
+    from .regions_nb import region_keep_nb
 
-    other = (segs != segid) & (segs != 0)
-    keep = (segs == segid) if restrict_to_seg else ~other
-    if not nearest or segid == 0:
-        return keep
     # exact squared distances, so equally near pixels compare equal
-    keep = np.ascontiguousarray(keep)
-    nearer_to_own_nb(np.ascontiguousarray(segs, dtype=np.int64), int(segid), keep)
-    return keep
+    return region_keep_nb(np.ascontiguousarray(segs, dtype=np.int64), int(segid),
+                          bool(nearest), bool(restrict_to_seg))
 
 
 def _apply_region(weight: np.ndarray, coadd_seg: np.ndarray, segid: int,

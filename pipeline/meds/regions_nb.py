@@ -283,3 +283,57 @@ def nearer_to_own_nb(segs: np.ndarray, segid: int, keep: np.ndarray) -> None:
             for c in range(ncol):
                 if d_own[c] > d_other[c]:
                     keep[k, r, c] = False
+
+
+@njit(cache=True)
+def map_coadd_seg_nb(coadd_seg: np.ndarray, jac_coadd: np.ndarray, jac_epochs: np.ndarray,
+                     nrow: int, ncol: int) -> np.ndarray:
+    """The coadd seg seen on ``len(jac_epochs)`` stamps of (nrow, ncol): epoch pixel
+    offsets map to coadd offsets through the inverse coadd Jacobian times the
+    epoch's (Jacobians in MEDS order; the coadd one must not be singular)."""
+    a, b, c, d = jac_coadd[2], jac_coadd[3], jac_coadd[4], jac_coadd[5]
+    det = a * d - b * c
+    i00, i01, i10, i11 = d / det, -b / det, -c / det, a / det
+    n = jac_epochs.shape[0]
+    amats = np.empty((n, 2, 2))
+    origins = np.empty((n, 2))
+    for k in range(n):
+        j = jac_epochs[k]
+        amats[k, 0, 0] = i00 * j[2] + i01 * j[4]
+        amats[k, 0, 1] = i00 * j[3] + i01 * j[5]
+        amats[k, 1, 0] = i10 * j[2] + i11 * j[4]
+        amats[k, 1, 1] = i10 * j[3] + i11 * j[5]
+        origins[k, 0] = j[0]
+        origins[k, 1] = j[1]
+    return map_seg_stack_nb(coadd_seg, amats, origins, jac_coadd[0], jac_coadd[1], nrow, ncol)
+
+
+@njit(cache=True)
+def object_segid_nb(coadd_seg: np.ndarray, row0: float, col0: float, number: int) -> int:
+    """``regions.object_segid``: ``number`` when the coadd seg holds it (-1: no
+    number), else the seg under the truncated centre (clipped to the stamp)."""
+    nrow, ncol = coadd_seg.shape
+    if number >= 0:
+        for r in range(nrow):
+            for c in range(ncol):
+                if coadd_seg[r, c] == number:
+                    return number
+    r = min(max(int(row0), 0), nrow - 1)
+    c = min(max(int(col0), 0), ncol - 1)
+    return int(coadd_seg[r, c])
+
+
+@njit(cache=True)
+def region_keep_nb(segs: np.ndarray, segid: int, nearest: bool,
+                   restrict_to_seg: bool) -> np.ndarray:
+    """``regions.region_keep``: the pixels a weight region keeps."""
+    n, nrow, ncol = segs.shape
+    keep = np.empty((n, nrow, ncol), dtype=np.bool_)
+    for k in range(n):
+        for r in range(nrow):
+            for c in range(ncol):
+                s = segs[k, r, c]
+                keep[k, r, c] = s == segid or (s == 0 and not restrict_to_seg)
+    if nearest and segid != 0:
+        nearer_to_own_nb(segs, segid, keep)
+    return keep
